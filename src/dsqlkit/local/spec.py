@@ -1,0 +1,182 @@
+"""Aurora DSQL's numbers and messages: the one table the endpoint, the connector and the tests read.
+
+Everything a real DSQL cluster says or enforces that dsqlkit reproduces lives here, so that a change
+in DSQL's behaviour is a change in one place. Tests import these names instead of repeating literals.
+Entries marked *emulator decision* are our choice where the real service's answer is unknown
+(``shared/dsql-behavior.md`` names them); they are kept here so they are easy to change.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# --- Endpoint and connection start (section 1) -------------------------------------------------
+
+DEFAULT_PORT = 5432
+DATABASE = "postgres"
+#: What ``server_version`` reports and what ``SELECT version()`` starts with.
+SERVER_VERSION = "16.15"
+SERVER_VERSION_NUM = "160015"
+#: Region from a DSQL host name (the regex every official connector uses).
+REGION_FROM_HOST = re.compile(r"\.dsql[^.]*\.([^.]+)\.on\.aws$")
+CLUSTER_ID = re.compile(r"^[a-z0-9]{26}$")
+#: ALPN protocol name for direct TLS (PostgreSQL 17).
+ALPN_PROTOCOL = "postgresql"
+#: Emulator decision: caps on what a client may send before and after authentication.
+MAX_STARTUP_PACKET = 10_000
+MAX_MESSAGE_SIZE = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DsqlError:
+    """One error as DSQL reports it: severity, SQLSTATE, message and optional detail/hint.
+
+    ``message``, ``detail`` and ``hint`` may hold ``str.format`` fields, filled by :meth:`format`.
+    """
+
+    sqlstate: str
+    message: str
+    severity: str = "ERROR"
+    detail: str | None = None
+    hint: str | None = None
+
+    def format(self, **fields: object) -> DsqlError:
+        """Return a copy with the ``{name}`` fields of message, detail and hint filled in."""
+
+        def fill(text: str | None) -> str | None:
+            return None if text is None else text.format(**fields)
+
+        return DsqlError(
+            self.sqlstate,
+            fill(self.message) or "",
+            self.severity,
+            fill(self.detail),
+            fill(self.hint),
+        )
+
+
+def fatal(sqlstate: str, message: str, hint: str | None = None) -> DsqlError:
+    return DsqlError(sqlstate, message, "FATAL", None, hint)
+
+
+# Connection start
+SSL_REQUIRED = fatal("08P01", "unable to accept connection, SSL is required")  # emulator decision
+SNI_MISSING = fatal("08P01", "unable to accept connection, sni was not received")
+UNKNOWN_HOST = fatal("08P01", "unable to accept connection, unknown host name {host}")  # emulator
+ALPN_MISSING = fatal(
+    "08P01", "unable to accept connection, direct TLS requires ALPN protocol postgresql"
+)  # emulator decision
+DATABASE_MISSING = fatal("3D000", 'database "{database}" does not exist')
+USER_MISSING = fatal("28000", "no PostgreSQL user name specified in startup packet")
+INVALID_MESSAGE_LENGTH = fatal("08P01", "invalid message length")
+INVALID_STARTUP_PACKET = fatal("08P01", "invalid startup packet layout")
+UNSUPPORTED_PROTOCOL = fatal(
+    "0A000", "unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0"
+)
+
+# --- Authentication (section 2) ------------------------------------------------------------------
+
+ACTION_ADMIN = "DbConnectAdmin"
+ACTION_USER = "DbConnect"
+ADMIN_USER = "admin"
+SERVICE = "dsql"
+TOKEN_DEFAULT_EXPIRES = 900
+TOKEN_MAX_EXPIRES = 604_800
+#: Emulator decision: how far in the future X-Amz-Date may be.
+TOKEN_MAX_CLOCK_SKEW = 300
+
+ACCESS_DENIED = fatal("08006", "unable to accept connection, access denied", "{reason}")
+# Reasons given in the hint of ACCESS_DENIED
+HINT_WRONG_ACTION = "Wrong user to action mapping. user: {user}, action: {action}"
+HINT_EXPIRED = "Signature expired: {signed_at} is now earlier than {now} ({signed_at} + {expires})"
+HINT_NOT_AUTHORIZED = "User: {arn} is not authorized to access this resource"
+HINT_BAD_SIGNATURE = (
+    "The request signature we calculated does not match the signature you provided"
+)
+HINT_UNKNOWN_KEY = "The security token included in the request is invalid"
+HINT_MALFORMED = "Malformed auth token: {what}"
+HINT_FUTURE = "Signature not yet current: {signed_at} is still later than {now} plus clock skew"
+
+
+def action_for_user(user: str) -> str:
+    """The IAM action a token for ``user`` must carry: DbConnectAdmin for admin, else DbConnect."""
+    return ACTION_ADMIN if user == ADMIN_USER else ACTION_USER
+
+
+# --- Connection quotas (section 3) -----------------------------------------------------------------
+
+MAX_CONNECTIONS = 10_000
+CONNECTION_RATE_PER_SECOND = 100.0
+CONNECTION_BURST = 1_000
+CONNECTION_LIFETIME_SECONDS = 3_600
+TOO_MANY_CONNECTIONS = fatal("53300", "Unable to accept connection, too many open connections.")
+RATE_EXCEEDED = fatal("53400", "Unable to accept connection, rate exceeded.")
+LIFETIME_EXCEEDED = fatal(
+    "57P01", "terminating connection, connection lifetime of {seconds}s exceeded"
+)  # emulator decision
+
+# --- Transaction quotas (section 3) ----------------------------------------------------------------
+
+TRANSACTION_MAX_AGE_SECONDS = 300
+TRANSACTION_MAX_ROWS = 3_000
+TRANSACTION_MAX_BYTES = 10 * 1024 * 1024
+TRANSACTION_AGE_EXCEEDED = DsqlError(
+    "54000",
+    "transaction age limit of {limit}s exceeded",
+    detail="Current transaction age {age}s exceeds {limit}s",
+)
+TRANSACTION_ROWS_EXCEEDED = DsqlError("54000", "transaction row limit exceeded")
+TRANSACTION_SIZE_EXCEEDED = DsqlError("54000", "transaction size limit 10mb exceeded")
+QUERY_MEMORY_EXCEEDED = DsqlError(
+    "54000", "query requires more than allowed temp space of 131072 KB to execute"
+)
+
+# --- Sessions and transactions (section 4) --------------------------------------------------------
+
+SETTABLE_PARAMETERS = frozenset(
+    {
+        "application_name",
+        "client_encoding",
+        "datestyle",
+        "extra_float_digits",
+        "intervalstyle",
+        "timezone",
+        "search_path",
+        "enable_bitmapscan",
+        "enable_hashjoin",
+        "enable_indexonlyscan",
+        "enable_indexscan",
+        "enable_material",
+        "enable_mergejoin",
+        "enable_nestloop",
+        "dsql.enable_batched_nestloop",
+        "enable_seqscan",
+        "disable_sync_create_index",
+    }
+)
+#: Parameters that may only be set with SET LOCAL.
+SET_LOCAL_ONLY_PARAMETERS = frozenset({"role"})
+PARAMETER_NOT_SUPPORTED = DsqlError(
+    "0A000", 'setting configuration parameter "{name}" not supported'
+)
+UNSUPPORTED_ISOLATION = DsqlError("0A000", "Unsupported isolation level: {level}")
+TRANSACTION_ABORTED = DsqlError(
+    "25P02", "current transaction is aborted, commands ignored until end of transaction block"
+)
+MULTIPLE_DDL = DsqlError("0A000", "multiple ddl statements not supported in a transaction")
+DDL_AND_DML = DsqlError("0A000", "ddl and dml are not supported in the same transaction")
+SERVER_UNAVAILABLE = DsqlError("XX000", "server unavailable")
+
+# --- Optimistic concurrency (section 5) ------------------------------------------------------------
+
+OCC_SQLSTATE = "40001"
+OCC_DATA_CONFLICT = DsqlError(OCC_SQLSTATE, "change conflicts with another transaction (OC000)")
+OCC_SCHEMA_CONFLICT = DsqlError(
+    OCC_SQLSTATE, "schema has been updated by another transaction (OC001)"
+)
+#: Message fragments by which clients recognise OCC errors (current and older texts).
+OCC_CODES = ("OC000", "OC001")
+
+# --- Dialect (section 6): messages are kept in dsqlkit.local.dialect, next to the rules ---------
+UNSUPPORTED_SQLSTATE = "0A000"
