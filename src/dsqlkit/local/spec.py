@@ -91,9 +91,7 @@ ACCESS_DENIED = fatal("08006", "unable to accept connection, access denied", "{r
 HINT_WRONG_ACTION = "Wrong user to action mapping. user: {user}, action: {action}"
 HINT_EXPIRED = "Signature expired: {signed_at} is now earlier than {now} ({signed_at} + {expires})"
 HINT_NOT_AUTHORIZED = "User: {arn} is not authorized to access this resource"
-HINT_BAD_SIGNATURE = (
-    "The request signature we calculated does not match the signature you provided"
-)
+HINT_BAD_SIGNATURE = "The request signature we calculated does not match the signature you provided"
 HINT_UNKNOWN_KEY = "The security token included in the request is invalid"
 HINT_MALFORMED = "Malformed auth token: {what}"
 HINT_FUTURE = "Signature not yet current: {signed_at} is still later than {now} plus clock skew"

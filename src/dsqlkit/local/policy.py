@@ -1,0 +1,120 @@
+"""The hook between the endpoint's protocol relay and DSQL's rules.
+
+The server (``dsqlkit.local.server``) knows the wire protocol and nothing of DSQL's SQL rules; the
+rules (dialect, session rules, quotas per transaction, OCC, async jobs, IAM roles) know SQL and
+nothing of the wire. They meet here: the server asks a :class:`SessionPolicy` what to do with each
+statement and tells it what the backend answered.
+
+How the server carries out a :class:`Decision`:
+
+- ``FORWARD``: the statement goes to the backend unchanged (the hot path: no copy).
+- ``REWRITE``: ``sql`` goes to the backend instead; if ``command_tag`` is set, the client sees that
+  tag in CommandComplete instead of the backend's.
+- ``REFUSE``: the client gets ``error`` and the backend's transaction state follows as if the
+  backend had raised it (an explicit transaction becomes aborted; autocommit is untouched). In the
+  extended protocol, the rest of the batch up to Sync is discarded, as PostgreSQL does.
+- ``wait``: if set, the server awaits it before carrying out the decision (e.g. waiting for an async
+  index job); the client's later messages wait behind it, in order.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+
+from dsqlkit.local.config import EndpointConfig
+from dsqlkit.local.spec import DsqlError
+
+
+class Action(enum.Enum):
+    FORWARD = "forward"
+    REWRITE = "rewrite"
+    REFUSE = "refuse"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    sql: str | None = None
+    command_tag: str | None = None
+    error: DsqlError | None = None
+    wait: Awaitable[object] | None = None
+
+    @staticmethod
+    def refuse(error: DsqlError) -> Decision:
+        return Decision(Action.REFUSE, error=error)
+
+    @staticmethod
+    def rewrite(sql: str, command_tag: str | None = None) -> Decision:
+        return Decision(Action.REWRITE, sql=sql, command_tag=command_tag)
+
+
+FORWARD = Decision(Action.FORWARD)
+
+
+class SessionPolicy:
+    """One client session's rules. This base class forwards everything (dialect checks off).
+
+    The server calls, in order of the protocol:
+    ``check_startup`` once; then ``on_statement`` for each simple Query and each Parse;
+    ``on_command_complete`` and ``on_ready_for_query`` for the backend's answers;
+    ``rewrite_error`` for each backend ErrorResponse (fields by their one-letter protocol code,
+    e.g. ``{"S": "ERROR", "C": "40001", "M": "..."}``) before it reaches the client;
+    ``close`` when the session ends.
+    """
+
+    def check_startup(self, parameters: Mapping[str, str]) -> DsqlError | None:
+        return None
+
+    def on_statement(self, sql: str, *, extended: bool) -> Decision:
+        return FORWARD
+
+    def on_command_complete(self, tag: str) -> None:
+        pass
+
+    def on_ready_for_query(self, status: str) -> None:
+        pass
+
+    def rewrite_error(self, fields: dict[str, str]) -> dict[str, str]:
+        return fields
+
+    def close(self) -> None:
+        pass
+
+
+class EndpointRules:
+    """The rules shared by all sessions of one endpoint (catalog version, jobs, IAM mappings).
+
+    The server creates one at start with the backend, ``await start()``s it once the backend
+    runs, asks it for a :class:`SessionPolicy` per authenticated session, and ``await stop()``s it.
+    """
+
+    def __init__(self, config: EndpointConfig) -> None:
+        self.config = config
+
+    async def start(self, backend: object) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    def backend_startup_parameters(self) -> dict[str, str]:
+        """Extra parameters the server puts in each backend StartupMessage (GUCs for quotas)."""
+        return {}
+
+    def session(self, user: str) -> SessionPolicy:
+        return SessionPolicy()
+
+    async def role_allows(self, role: str, arn: str) -> bool:
+        """Whether IAM identity ``arn`` may connect as ``role`` (admin: always; else mappings)."""
+        return True
+
+
+def rules_for(config: EndpointConfig) -> EndpointRules:
+    """The rules the server applies: DSQL's (``dsqlkit.local.rules``) unless dialect checks are off."""
+    if not config.dialect_checks:
+        return EndpointRules(config)
+    from dsqlkit.local.rules import DsqlRules
+
+    return DsqlRules(config)
