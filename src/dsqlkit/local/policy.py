@@ -13,8 +13,9 @@ How the server carries out a :class:`Decision`:
 - ``REFUSE``: the client gets ``error`` and the backend's transaction state follows as if the
   backend had raised it (an explicit transaction becomes aborted; autocommit is untouched). In the
   extended protocol, the rest of the batch up to Sync is discarded, as PostgreSQL does.
-- ``wait``: if set, the server awaits it before carrying out the decision (e.g. waiting for an async
-  index job); the client's later messages wait behind it, in order.
+- ``wait``: if set, the server awaits it and carries out the :class:`Decision` it returns instead
+  (e.g. ``CALL sys.wait_for_job``: wait for the job, then answer with its result); the client's later
+  messages wait behind it, in order, and other sessions are not held up.
 """
 
 from __future__ import annotations
@@ -39,11 +40,15 @@ class Decision:
     sql: str | None = None
     command_tag: str | None = None
     error: DsqlError | None = None
-    wait: Awaitable[object] | None = None
+    wait: Awaitable[Decision] | None = None
 
     @staticmethod
     def refuse(error: DsqlError) -> Decision:
         return Decision(Action.REFUSE, error=error)
+
+    @staticmethod
+    def later(wait: Awaitable[Decision]) -> Decision:
+        return Decision(Action.FORWARD, wait=wait)
 
     @staticmethod
     def rewrite(sql: str, command_tag: str | None = None) -> Decision:
