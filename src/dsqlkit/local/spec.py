@@ -93,6 +93,7 @@ HINT_EXPIRED = "Signature expired: {signed_at} is now earlier than {now} ({signe
 HINT_NOT_AUTHORIZED = "User: {arn} is not authorized to access this resource"
 HINT_BAD_SIGNATURE = "The request signature we calculated does not match the signature you provided"
 HINT_UNKNOWN_KEY = "The security token included in the request is invalid"
+HINT_CREDENTIALS_EXPIRED = "The security token included in the request is expired"
 HINT_MALFORMED = "Malformed auth token: {what}"
 HINT_FUTURE = "Signature not yet current: {signed_at} is still later than {now} plus clock skew"
 
