@@ -1,0 +1,646 @@
+"""DSQL's SQL dialect: what each statement is, and whether a real DSQL cluster would refuse it.
+
+:func:`classify` parses a query string with PostgreSQL's own parser (pglast, libpg_query) and
+returns a :class:`Verdict`: per statement its :class:`Kind` and the refusal (a
+:class:`~dsqlkit.local.spec.DsqlError` with DSQL's SQLSTATE and text) if any. Results are cached by
+statement text, so a statement the session has seen before costs one dictionary lookup.
+
+Every message of ``dsql-behavior.md`` section 6 (and section 4's SET and isolation rules) is in
+:data:`REFUSALS` below: one table, so a change in DSQL's wording is one edit.
+
+Emulator decisions (DSQL's answer is unknown; easy to change here):
+
+- ``BEGIN ISOLATION LEVEL READ COMMITTED`` / ``READ UNCOMMITTED`` are refused like SERIALIZABLE: DSQL
+  only runs REPEATABLE READ, and accepting a weaker level silently would mislead.
+- ``CREATE FUNCTION`` in any language other than ``sql`` is refused naming the language; ``DO``
+  blocks (plpgsql) are refused with ``unsupported statement: Do``.
+- ``set_config('<name>', ...)`` with a literal name follows the SET rules; ``role`` only with
+  ``is_local`` true.
+- ``RESET ALL`` is accepted.
+- DSQL-only syntax PostgreSQL cannot parse (``CREATE INDEX ASYNC``, ``ALTER TABLE ASYNC``,
+  ``AWS IAM GRANT/REVOKE``) is recognised from its first tokens when it is the only statement of
+  the string (:attr:`Statement.extension`); anything else that does not parse is left to the backend,
+  which answers with PostgreSQL's own syntax error.
+
+Example::
+
+    >>> classify("TRUNCATE t").refusal.message
+    'unsupported statement: Truncate'
+    >>> classify("SELECT 1; INSERT INTO t VALUES (1)").kinds
+    (<Kind.READ: 'read'>, <Kind.DML: 'dml'>)
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pglast import parser as pg
+
+from dsqlkit.local import spec
+from dsqlkit.local.spec import DsqlError
+
+Node = dict[str, Any]
+
+
+def _unsupported(message: str) -> DsqlError:
+    return DsqlError(spec.UNSUPPORTED_SQLSTATE, message)
+
+
+# --- The messages (section 6 of dsql-behavior.md) ------------------------------------------------
+
+REFUSALS: dict[str, DsqlError] = {
+    "truncate": _unsupported("unsupported statement: Truncate"),
+    "create_extension": _unsupported("unsupported statement: CreateExtension"),
+    "create_trigger": _unsupported("CREATE TRIGGER not supported"),
+    "create_database": _unsupported("unsupported statement: Createdb"),
+    "temp_table": _unsupported("TEMPORARY or TEMP table not supported for CREATE TABLE"),
+    "unlogged_table": _unsupported("UNLOGGED table not supported for CREATE TABLE"),
+    "serial": DsqlError("42704", 'type "{name}" does not exist'),
+    "create_table_as": _unsupported("unsupported statement: CreateTableAs"),
+    "enum": _unsupported("CREATE TYPE not supported"),
+    "composite": _unsupported("unsupported statement: CompositeType"),
+    "range": _unsupported("unsupported statement: CreateRange"),
+    "tablespace": _unsupported("unsupported statement: CreateTableSpace"),
+    "foreign_table": _unsupported("unsupported statement: CreateForeignTable"),
+    "vacuum": _unsupported("unsupported VACUUM statement"),
+    "listen": _unsupported("unsupported statement: Listen"),
+    "notify": _unsupported("unsupported statement: Notify"),
+    "unlisten": _unsupported("unsupported statement: Unlisten"),
+    "alter_system": _unsupported("unsupported statement: AlterSystem"),
+    "do": _unsupported("unsupported statement: Do"),  # emulator decision
+    "function_language": _unsupported("CREATE FUNCTION with language {language} not supported"),
+    "procedure": _unsupported("PROCEDURE is not supported"),
+    "savepoint": _unsupported("unsupported transaction statement: {statement}"),
+    "locking": _unsupported(
+        "locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported"
+    ),
+    "tablesample": _unsupported("TABLESAMPLE clause not supported"),
+    "function": _unsupported("function {name} not supported"),
+    "sync_index": _unsupported("unsupported mode. please use CREATE INDEX ASYNC."),
+    "concurrently": _unsupported("CONCURRENTLY not supported for CREATE INDEX"),
+    "index_sort": _unsupported("specifying sort order not supported for index keys"),
+    "index_opclass": _unsupported("opclass not supported for index keys"),
+    "datatype": _unsupported("datatype {type} not supported"),
+    "identity_cache": _unsupported(
+        "identity column is not supported without an explicit cache size. please define CACHE"
+        " greater than or equal to 65536 or equal to 1"
+    ),
+    "sequence_cache": _unsupported(
+        "CREATE SEQUENCE is not supported without an explicit cache size. please define CACHE"
+        " greater than or equal to 65536 or equal to 1"
+    ),
+    "identity_type": _unsupported(
+        "datatype {type} not supported, identity column type must be bigint"
+    ),
+    "add_column_constraint": _unsupported("ALTER TABLE ADD COLUMN with constraint not supported"),
+    "add_constraint": _unsupported("unsupported ALTER TABLE ADD CONSTRAINT statement"),
+    "alter_column_type": _unsupported(
+        "unsupported ALTER TABLE ALTER COLUMN ... SET DATA TYPE statement"
+    ),
+    "isolation": spec.UNSUPPORTED_ISOLATION,
+    "parameter": spec.PARAMETER_NOT_SUPPORTED,
+}
+
+#: Statements refused whatever they say, by parse-tree node type.
+_REFUSED_NODES = {
+    "TruncateStmt": "truncate",
+    "CreateExtensionStmt": "create_extension",
+    "CreateTrigStmt": "create_trigger",
+    "CreatedbStmt": "create_database",
+    "CreateTableAsStmt": "create_table_as",
+    "CreateEnumStmt": "enum",
+    "CompositeTypeStmt": "composite",
+    "CreateRangeStmt": "range",
+    "CreateTableSpaceStmt": "tablespace",
+    "CreateForeignTableStmt": "foreign_table",
+    "ListenStmt": "listen",
+    "NotifyStmt": "notify",
+    "UnlistenStmt": "unlisten",
+    "AlterSystemStmt": "alter_system",
+    "DoStmt": "do",
+}
+
+#: Column types DSQL refuses (PostgreSQL's internal names), and how DSQL prints internal names.
+UNSUPPORTED_TYPES = frozenset(
+    [
+        "money",
+        "xml",
+        "inet",
+        "cidr",
+        "macaddr",
+        "macaddr8",
+        "point",
+        "line",
+        "lseg",
+        "box",
+        "path",
+        "polygon",
+        "circle",
+        "tsvector",
+        "tsquery",
+        "int4range",
+        "int8range",
+        "numrange",
+        "tsrange",
+        "tstzrange",
+        "daterange",
+        "int4multirange",
+        "int8multirange",
+        "nummultirange",
+        "tsmultirange",
+        "tstzmultirange",
+        "datemultirange",
+        "bit",
+        "varbit",
+        "pg_lsn",
+    ]
+)
+_SERIAL_TYPES = frozenset({"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"})
+_TYPE_DISPLAY = {
+    "int2": "smallint",
+    "int4": "integer",
+    "int8": "bigint",
+    "float4": "real",
+    "float8": "double precision",
+    "bool": "boolean",
+    "varchar": "character varying",
+    "bpchar": "character",
+    "varbit": "bit varying",
+    "timestamp": "timestamp without time zone",
+    "timestamptz": "timestamp with time zone",
+    "time": "time without time zone",
+    "timetz": "time with time zone",
+}
+#: Valid CACHE values for identity columns and sequences: exactly 1, or at least this.
+MIN_LARGE_CACHE = 65_536
+_ALLOWED_ISOLATION = "repeatable read"
+_SAVEPOINT_KINDS = {
+    "TRANS_STMT_SAVEPOINT": "SAVEPOINT",
+    "TRANS_STMT_RELEASE": "RELEASE",
+    "TRANS_STMT_ROLLBACK_TO": "ROLLBACK TO",
+}
+_REFUSED_LOCKS = frozenset({"LCS_FORSHARE", "LCS_FORNOKEYUPDATE"})
+_ADVISORY_PREFIXES = ("pg_advisory_", "pg_try_advisory_")
+
+
+class Kind(enum.Enum):
+    """What a statement does, for the one-DDL-per-transaction and no-DDL-with-DML rules."""
+
+    DDL = "ddl"
+    DML = "dml"
+    READ = "read"
+    TRANSACTION = "transaction"
+    SET = "set"
+    CALL = "call"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of a query string.
+
+    ``command``: for transaction control ``BEGIN``, ``COMMIT``, ``ROLLBACK`` (or the savepoint
+    statement's name), else the parse-tree node type (``"SelectStmt"``). ``extension``: DSQL-only
+    syntax PostgreSQL cannot parse, handled by the jobs and IAM modules. ``start``: offset of the
+    statement in the string (characters).
+    """
+
+    kind: Kind
+    command: str
+    refusal: DsqlError | None = None
+    extension: bool = False
+    start: int = 0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The statements of one query string. ``syntax_error``: it does not parse (the backend will say
+    why). Example: ``classify("VACUUM").refusal.message == 'unsupported VACUUM statement'``."""
+
+    statements: tuple[Statement, ...]
+    syntax_error: bool = False
+
+    @property
+    def refusal(self) -> DsqlError | None:
+        """The first refusal among the statements, or None."""
+        return next((s.refusal for s in self.statements if s.refusal is not None), None)
+
+    @property
+    def kinds(self) -> tuple[Kind, ...]:
+        return tuple(s.kind for s in self.statements)
+
+
+SYNTAX_ERROR = Verdict((), syntax_error=True)
+CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=CACHE_SIZE)
+def classify(sql: str) -> Verdict:
+    """Classify every statement of ``sql`` and find DSQL's refusal, if any (cached by text).
+
+    Example::
+
+        verdict = classify("BEGIN ISOLATION LEVEL SERIALIZABLE")
+        assert verdict.refusal.message == "Unsupported isolation level: SERIALIZABLE"
+    """
+    try:
+        text = pg.parse_sql_json(sql)
+    except pg.ParseError:
+        return _classify_extension(sql)
+    tree = json.loads(text)
+    # The JSON holds string constants too, so these are only cheap pre-filters: the tree decides.
+    search = _TreeSearch(
+        advisory="advisory" in text,
+        tablesample="RangeTableSample" in text,
+        locking="LCS_FORSHARE" in text or "LCS_FORNOKEYUPDATE" in text,
+        set_config="set_config" in text,
+    )
+    statements = []
+    for raw in tree["stmts"]:
+        statement = _classify_node(raw["stmt"], search)
+        statements.append(_at(statement, _char_offset(sql, raw.get("stmt_location", 0))))
+    return Verdict(tuple(statements))
+
+
+def _char_offset(sql: str, byte_offset: int) -> int:
+    """The parser counts bytes of UTF-8; callers index ``sql`` by characters."""
+    if byte_offset == 0 or sql.isascii():
+        return byte_offset
+    return len(sql.encode()[:byte_offset].decode(errors="ignore"))
+
+
+def _at(statement: Statement, start: int) -> Statement:
+    if start == 0:
+        return statement
+    return Statement(
+        statement.kind, statement.command, statement.refusal, statement.extension, start
+    )
+
+
+def _refusal(key: str, /, **fields: object) -> DsqlError:
+    error = REFUSALS[key]
+    return error.format(**fields) if fields else error
+
+
+# --- Kinds -----------------------------------------------------------------------------------------
+
+_DML_NODES = frozenset({"InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"})
+_READ_NODES = frozenset({"VariableShowStmt", "DeclareCursorStmt"})
+_OTHER_NODES = frozenset(
+    {
+        "VacuumStmt",
+        "PrepareStmt",
+        "ExecuteStmt",
+        "DeallocateStmt",
+        "FetchStmt",
+        "ClosePortalStmt",
+        "DiscardStmt",
+        "ListenStmt",
+        "NotifyStmt",
+        "UnlistenStmt",
+        "LoadStmt",
+        "CheckPointStmt",
+        "LockStmt",
+        "DoStmt",
+        "ConstraintsSetStmt",
+    }
+)
+_TRANSACTION_COMMANDS = {
+    "TRANS_STMT_BEGIN": "BEGIN",
+    "TRANS_STMT_START": "BEGIN",
+    "TRANS_STMT_COMMIT": "COMMIT",
+    "TRANS_STMT_ROLLBACK": "ROLLBACK",
+}
+
+
+def _kind(node_type: str, node: Node) -> Kind:
+    if node_type == "SelectStmt":
+        return Kind.DML if _writes_in_cte(node) else Kind.READ
+    if node_type in _DML_NODES:
+        return Kind.DML
+    if node_type == "ExplainStmt":
+        analyze = any(_defname(o) == "analyze" for o in node.get("options", ()))
+        (inner_type, inner), *_ = node["query"].items()
+        return _kind(inner_type, inner) if analyze else Kind.READ
+    if node_type == "CopyStmt":
+        return Kind.DML if node.get("is_from") else Kind.READ
+    if node_type in _READ_NODES:
+        return Kind.READ
+    if node_type == "VariableSetStmt":
+        return Kind.SET
+    if node_type == "TransactionStmt":
+        return Kind.TRANSACTION
+    if node_type == "CallStmt":
+        return Kind.CALL
+    if node_type in _OTHER_NODES:
+        return Kind.OTHER
+    return Kind.DDL  # CREATE / ALTER / DROP / GRANT / REVOKE / COMMENT ...: catalog changes
+
+
+def _writes_in_cte(select: Node) -> bool:
+    ctes = select.get("withClause", {}).get("ctes", ())
+    return any(next(iter(c["CommonTableExpr"]["ctequery"])) in _DML_NODES for c in ctes)
+
+
+# --- Refusals --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _TreeSearch:
+    """Which whole-tree walks a statement string needs (most need none)."""
+
+    advisory: bool
+    tablesample: bool
+    locking: bool
+    set_config: bool
+
+    def __bool__(self) -> bool:
+        return self.advisory or self.tablesample or self.locking or self.set_config
+
+
+def _classify_node(stmt: Node, search: _TreeSearch) -> Statement:
+    (node_type, node), *_ = stmt.items()
+    kind = _kind(node_type, node)
+    command = node_type
+    if node_type == "TransactionStmt":
+        command = _TRANSACTION_COMMANDS.get(node["kind"]) or _SAVEPOINT_KINDS.get(
+            node["kind"], node["kind"]
+        )
+    refusal = _node_refusal(node_type, node)
+    if refusal is None and search:
+        refusal = _tree_refusal(stmt, search)
+    return Statement(kind, command, refusal)
+
+
+def _node_refusal(node_type: str, node: Node) -> DsqlError | None:
+    if node_type in _REFUSED_NODES:
+        return _refusal(_REFUSED_NODES[node_type])
+    check = _CHECKS.get(node_type)
+    return check(node) if check else None
+
+
+def _tree_refusal(stmt: Node, search: _TreeSearch) -> DsqlError | None:
+    for node_type, node in _walk(stmt):
+        if node_type == "FuncCall" and (search.advisory or search.set_config):
+            refusal = _function_refusal(node)
+        elif node_type == "RangeTableSample" and search.tablesample:
+            refusal = _refusal("tablesample")
+        elif node_type == "LockingClause" and node["strength"] in _REFUSED_LOCKS:
+            refusal = _refusal("locking")
+        else:
+            continue
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def _walk(value: Any) -> Iterator[tuple[str, Node]]:
+    """Every (node type, node) pair in a JSON parse tree, depth first."""
+    if isinstance(value, dict):
+        for key, child in value.items():
+            if isinstance(child, dict):
+                if key[:1].isupper():
+                    yield key, child
+                yield from _walk(child)
+            elif isinstance(child, list):
+                for item in child:
+                    yield from _walk(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _walk(item)
+
+
+def _function_refusal(call: Node) -> DsqlError | None:
+    name = _string(call["funcname"][-1])
+    if name.startswith(_ADVISORY_PREFIXES):
+        return _refusal("function", name=name)
+    if name == "set_config":
+        args = call.get("args", ())
+        parameter = _const_string(args[0]) if args else None
+        is_local = len(args) > 2 and _const_bool(args[2])
+        if parameter is not None:
+            return _parameter_refusal(parameter.lower(), is_local=bool(is_local))
+    return None
+
+
+def _check_create_table(node: Node) -> DsqlError | None:
+    persistence = node["relation"].get("relpersistence")
+    if persistence == "t":
+        return _refusal("temp_table")
+    if persistence == "u":
+        return _refusal("unlogged_table")
+    for element in node.get("tableElts", ()):
+        column = element.get("ColumnDef")
+        if column is not None:
+            refusal = _column_refusal(column)
+            if refusal is not None:
+                return refusal
+    return None
+
+
+def _column_refusal(column: Node) -> DsqlError | None:
+    type_name = column["typeName"]
+    name = _string(type_name["names"][-1])
+    if name in _SERIAL_TYPES:
+        return _refusal("serial", name=name)
+    if type_name.get("arrayBounds"):
+        return _refusal("datatype", type=_display(name) + "[]")
+    if name in UNSUPPORTED_TYPES:
+        return _refusal("datatype", type=_display(name))
+    for constraint in column.get("constraints", ()):
+        c = constraint["Constraint"]
+        if c["contype"] == "CONSTR_IDENTITY":
+            if name != "int8":
+                return _refusal("identity_type", type=_display(name))
+            if not _cache_ok(c.get("options", ())):
+                return _refusal("identity_cache")
+    return None
+
+
+def _check_alter_table(node: Node) -> DsqlError | None:
+    for cmd in node.get("cmds", ()):
+        command = cmd["AlterTableCmd"]
+        subtype = command["subtype"]
+        if subtype == "AT_AddColumn":
+            column = command["def"]["ColumnDef"]
+            refusal = _column_refusal(column)
+            if refusal is not None:
+                return refusal
+            constraints = column.get("constraints", ())
+            if any(c["Constraint"]["contype"] != "CONSTR_NULL" for c in constraints):
+                return _refusal("add_column_constraint")
+        elif subtype == "AT_AddConstraint":
+            constraint = command["def"]["Constraint"]
+            if constraint["contype"] not in ("CONSTR_CHECK", "CONSTR_FOREIGN") or not (
+                constraint.get("skip_validation")
+            ):
+                return _refusal("add_constraint")
+        elif subtype == "AT_AlterColumnType":
+            return _refusal("alter_column_type")
+    return None
+
+
+def _check_index(node: Node, *, asynchronous: bool = False) -> DsqlError | None:
+    if node.get("concurrent"):
+        return _refusal("concurrently")
+    for param in node.get("indexParams", ()):
+        element = param["IndexElem"]
+        if element.get("ordering", "SORTBY_DEFAULT") != "SORTBY_DEFAULT" or element.get(
+            "nulls_ordering", "SORTBY_NULLS_DEFAULT"
+        ) != ("SORTBY_NULLS_DEFAULT"):
+            return _refusal("index_sort")
+        if element.get("opclass"):
+            return _refusal("index_opclass")
+    return None if asynchronous else _refusal("sync_index")
+
+
+def _check_sequence(node: Node) -> DsqlError | None:
+    return None if _cache_ok(node.get("options", ())) else _refusal("sequence_cache")
+
+
+def _check_function(node: Node) -> DsqlError | None:
+    if node.get("is_procedure"):
+        return _refusal("procedure")
+    language = next(
+        (
+            _string(o["DefElem"]["arg"])
+            for o in node.get("options", ())
+            if _defname(o) == "language"
+        ),
+        "sql",
+    )
+    return None if language.lower() == "sql" else _refusal("function_language", language=language)
+
+
+def _check_vacuum(node: Node) -> DsqlError | None:
+    # ANALYZE is a VacuumStmt too, and it is supported.
+    return _refusal("vacuum") if node.get("is_vacuumcmd") else None
+
+
+def _check_select(node: Node) -> DsqlError | None:
+    return _refusal("create_table_as") if "intoClause" in node else None  # SELECT INTO
+
+
+def _check_transaction(node: Node) -> DsqlError | None:
+    savepoint = _SAVEPOINT_KINDS.get(node["kind"])
+    if savepoint is not None:
+        return _refusal("savepoint", statement=savepoint)
+    return _isolation_refusal(node.get("options", ()))
+
+
+def _isolation_refusal(options: Any) -> DsqlError | None:
+    for option in options:
+        if _defname(option) == "transaction_isolation":
+            level = _const_string(option["DefElem"]["arg"]) or ""
+            if level != _ALLOWED_ISOLATION:
+                return _refusal("isolation", level=level.upper())
+    return None
+
+
+def _check_set(node: Node) -> DsqlError | None:
+    if node["kind"] == "VAR_RESET_ALL":
+        return None
+    name = node["name"]
+    if node["kind"] == "VAR_SET_MULTI":  # SET TRANSACTION / SET SESSION CHARACTERISTICS ...
+        return _refusal("parameter", name=name)
+    return _parameter_refusal(name.lower(), is_local=bool(node.get("is_local")))
+
+
+def _parameter_refusal(name: str, *, is_local: bool) -> DsqlError | None:
+    if name in spec.SETTABLE_PARAMETERS or (is_local and name in spec.SET_LOCAL_ONLY_PARAMETERS):
+        return None
+    return _refusal("parameter", name=name)
+
+
+def parameter_refusal(name: str) -> DsqlError | None:
+    """DSQL's refusal of setting ``name`` at session level (SET or startup options), or None."""
+    return _parameter_refusal(name.lower(), is_local=False)
+
+
+_CHECKS: dict[str, Callable[[Node], DsqlError | None]] = {
+    "CreateStmt": _check_create_table,
+    "AlterTableStmt": _check_alter_table,
+    "IndexStmt": _check_index,
+    "CreateSeqStmt": _check_sequence,
+    "CreateFunctionStmt": _check_function,
+    "VacuumStmt": _check_vacuum,
+    "SelectStmt": _check_select,
+    "TransactionStmt": _check_transaction,
+    "VariableSetStmt": _check_set,
+}
+
+
+# --- DSQL-only syntax ------------------------------------------------------------------------------
+
+#: First keywords of DSQL statements PostgreSQL's parser rejects; the jobs and IAM modules run them.
+_EXTENSIONS = (
+    ("CREATE", "INDEX", "ASYNC"),
+    ("CREATE", "UNIQUE", "INDEX", "ASYNC"),
+    ("ALTER", "TABLE", "ASYNC"),
+    ("AWS", "IAM"),
+)
+
+
+def _classify_extension(sql: str) -> Verdict:
+    try:
+        tokens = pg.scan(sql)
+    except pg.ParseError:  # unterminated quote and such
+        return SYNTAX_ERROR
+    data = sql.encode()  # the scanner's offsets are in bytes, end inclusive
+    words = [data[t.start : t.end + 1].decode().upper() for t in tokens[:4]]
+    prefix = next((p for p in _EXTENSIONS if tuple(words[: len(p)]) == p), None)
+    if prefix is None or any(t.name == "';'" for t in tokens[:-1]):
+        return SYNTAX_ERROR
+    refusal = None
+    if prefix[-1] == "ASYNC" and prefix[1] != "TABLE":
+        # The keys of an asynchronous index follow CREATE INDEX's rules: parse it without ASYNC.
+        word = tokens[len(prefix) - 1]
+        synchronous = (data[: word.start] + data[word.end + 1 :]).decode()
+        try:
+            (raw,) = json.loads(pg.parse_sql_json(synchronous))["stmts"]
+            refusal = _check_index(raw["stmt"]["IndexStmt"], asynchronous=True)
+        except (pg.ParseError, KeyError, ValueError):
+            pass  # the jobs module reports what is wrong with it
+    return Verdict((Statement(Kind.DDL, " ".join(prefix), refusal, extension=True),))
+
+
+# --- Small parse-tree helpers ----------------------------------------------------------------------
+
+
+def _string(node: Node) -> str:
+    return str(node["String"]["sval"])
+
+
+def _defname(option: Node) -> str:
+    return str(option["DefElem"]["defname"])
+
+
+def _display(type_name: str) -> str:
+    return _TYPE_DISPLAY.get(type_name, type_name)
+
+
+def _const_string(node: Node) -> str | None:
+    value = node.get("A_Const", {}).get("sval")
+    return None if value is None else str(value.get("sval", ""))
+
+
+def _const_bool(node: Node) -> bool | None:
+    value = node.get("A_Const", {}).get("boolval")
+    return None if value is None else bool(value.get("boolval", False))
+
+
+def _cache_ok(options: Any) -> bool:
+    for option in options:
+        if _defname(option) == "cache":
+            arg = option["DefElem"].get("arg", {})
+            # Integer, or Float for values beyond 32 bits (the parser keeps those as text).
+            cache = arg.get("Integer", {}).get("ival", 0) if "Integer" in arg else None
+            if cache is None:
+                cache = float(arg.get("Float", {}).get("fval", 0))
+            return bool(cache == 1 or cache >= MIN_LARGE_CACHE)
+    return False

@@ -1,0 +1,250 @@
+"""DSQL's per-session rules: dialect refusals, one DDL per transaction, no DDL with DML, transaction
+age, the startup parameters a client may set, and OC001 after another session's catalog change.
+
+The server calls :class:`DsqlSession` (a :class:`~dsqlkit.local.policy.SessionPolicy`) for every
+statement before it runs and tells it what the backend answered; the backend stays the source of
+truth for the transaction state (``ReadyForQuery`` status ``I``/``T``/``E``).
+
+Emulator decisions:
+
+- A multi-statement simple query is one implicit transaction: if any of its statements would be
+  refused (by the dialect or by the DDL/DML rules across its statements), the whole string is refused
+  before anything runs, as a syntax error would be.
+- The transaction age counts from ``BEGIN``; ``ROLLBACK`` is always let through so a session can
+  leave an old transaction.
+- OC001 is reported once, on the first statement after another session's committed catalog change
+  (``ROLLBACK`` and statements of an aborted transaction excepted).
+- A non-whitelisted parameter in the StartupMessage (directly or as ``options=-c name=value``) is
+  refused with a FATAL error carrying ``spec.PARAMETER_NOT_SUPPORTED``'s SQLSTATE and text.
+
+Known limit: the policy sees statements at Parse, so a prepared statement executed again later by
+name (Bind/Execute only) is counted for the DDL/DML rules where it was parsed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Protocol
+
+from dsqlkit.local import spec
+from dsqlkit.local.config import Quotas
+from dsqlkit.local.dialect import Kind, Statement, classify, parameter_refusal
+from dsqlkit.local.policy import FORWARD, Decision, SessionPolicy
+from dsqlkit.local.spec import DsqlError
+
+#: Decides a DSQL-only statement (jobs, IAM), or None when the statement is not its own.
+ExtensionDecider = Callable[[str], "Decision | None"]
+ErrorRewriter = Callable[[dict[str, str]], dict[str, str]]
+
+#: First word of the command tags of statements that change the catalog.
+_CATALOG_TAG_WORDS = frozenset({"CREATE", "ALTER", "DROP", "GRANT", "REVOKE", "COMMENT", "AWS"})
+#: StartupMessage keys that are not configuration parameters.
+_STARTUP_KEYS = frozenset({"user", "database", "options", "replication"})
+
+
+class CatalogVersion(Protocol):
+    """The endpoint-wide catalog version (``occ.OccState``)."""
+
+    @property
+    def catalog_version(self) -> int: ...
+
+    def bump(self) -> None: ...
+
+
+@dataclasses.dataclass
+class TransactionRules:
+    """One DDL per transaction, and never DDL with DML: the state of the current transaction.
+
+    Shared by the endpoint's sessions and ``dsqlkit check``. Example::
+
+        rules = TransactionRules()
+        rules.admit(classify("BEGIN; CREATE TABLE t (a int)").statements)  # None: admitted
+        rules.admit(classify("INSERT INTO t VALUES (1)").statements)  # DDL_AND_DML
+    """
+
+    in_block: bool = False
+    has_ddl: bool = False
+    has_dml: bool = False
+
+    def admit(self, statements: Sequence[Statement]) -> DsqlError | None:
+        """The refusal for running ``statements`` now; if none, record them in the transaction."""
+        trial = dataclasses.replace(self)
+        for statement in statements:
+            error = trial._step(statement)
+            if error is not None:
+                return error
+        self.in_block, self.has_ddl, self.has_dml = trial.in_block, trial.has_ddl, trial.has_dml
+        return None
+
+    def end(self) -> None:
+        """The transaction ended (committed, rolled back, or an autocommit statement finished)."""
+        self.in_block = self.has_ddl = self.has_dml = False
+
+    def _step(self, statement: Statement) -> DsqlError | None:
+        if statement.kind is Kind.TRANSACTION:
+            if statement.command == "BEGIN":
+                self.in_block = True
+            elif statement.command in ("COMMIT", "ROLLBACK"):
+                self.end()
+        elif statement.kind is Kind.DDL:
+            if self.has_ddl:
+                return spec.MULTIPLE_DDL
+            if self.has_dml:
+                return spec.DDL_AND_DML
+            self.has_ddl = True
+        elif statement.kind is Kind.DML:
+            if self.has_ddl:
+                return spec.DDL_AND_DML
+            self.has_dml = True
+        return None
+
+
+def startup_refusal(parameters: Mapping[str, str]) -> DsqlError | None:
+    """FATAL refusal for a StartupMessage that sets a parameter DSQL does not allow, or None.
+
+    Example: ``startup_refusal({"user": "admin", "options": "-c statement_timeout=5s"})``.
+    """
+    for name in _startup_parameter_names(parameters):
+        error = parameter_refusal(name)
+        if error is not None:
+            return dataclasses.replace(error, severity="FATAL")
+    return None
+
+
+def _startup_parameter_names(parameters: Mapping[str, str]) -> Iterator[str]:
+    for key in parameters:
+        if key not in _STARTUP_KEYS and not key.startswith("_pq_."):
+            yield key
+    words = _split_options(parameters.get("options", ""))
+    for index, word in enumerate(words):
+        # libpq's forms: "-c name=value", "-cname=value", "--name=value".
+        if word == "-c" and index + 1 < len(words):
+            setting = words[index + 1]
+        elif word.startswith("--") or (word.startswith("-c") and len(word) > 2):
+            setting = word[2:]
+        else:
+            continue
+        yield setting.split("=", 1)[0].replace("-", "_")
+
+
+def _split_options(options: str) -> list[str]:
+    """Split ``options`` like PostgreSQL does: on spaces, with backslash escaping the next char."""
+    words: list[str] = []
+    current: list[str] = []
+    chars = iter(options)
+    for char in chars:
+        if char == "\\":
+            current.append(next(chars, ""))
+        elif char.isspace():
+            if current:
+                words.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+    if current:
+        words.append("".join(current))
+    return words
+
+
+class DsqlSession(SessionPolicy):
+    """One client session under DSQL's rules.
+
+    ``catalog``: the endpoint's catalog version (OC001); ``extensions``: deciders for DSQL-only
+    statements (CREATE INDEX ASYNC, AWS IAM ...); ``rewrite``: maps backend errors to DSQL's (OCC);
+    ``clock``: monotonic seconds (tests pass their own). Example::
+
+        session = DsqlSession(Quotas())
+        assert session.on_statement("VACUUM", extended=False).error.message == (
+            "unsupported VACUUM statement"
+        )
+    """
+
+    def __init__(
+        self,
+        quotas: Quotas,
+        *,
+        catalog: CatalogVersion | None = None,
+        extensions: Sequence[ExtensionDecider] = (),
+        rewrite: ErrorRewriter | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._max_age = quotas.max_transaction_age_seconds
+        self._catalog = catalog
+        self._seen_version = catalog.catalog_version if catalog is not None else 0
+        self._extensions = tuple(extensions)
+        self._rewrite = rewrite
+        self._clock = clock
+        self._status = "I"
+        self._transaction = TransactionRules()
+        self._started: float | None = None
+        self._catalog_changed = False
+
+    def check_startup(self, parameters: Mapping[str, str]) -> DsqlError | None:
+        return startup_refusal(parameters)
+
+    def on_statement(self, sql: str, *, extended: bool) -> Decision:
+        verdict = classify(sql)
+        if verdict.syntax_error:
+            return FORWARD  # PostgreSQL's own syntax error
+        statements = verdict.statements
+        error = verdict.refusal or self._age_refusal(statements) or self._schema_refusal(statements)
+        error = error or self._transaction.admit(statements)
+        if error is not None:
+            return Decision.refuse(error)
+        if self._status == "I" and any(s.command == "BEGIN" for s in statements):
+            self._started = self._clock()
+        if len(statements) == 1 and (statements[0].extension or statements[0].kind is Kind.CALL):
+            return self._extension_decision(sql)
+        return FORWARD
+
+    def _age_refusal(self, statements: Sequence[Statement]) -> DsqlError | None:
+        if self._started is None or self._status != "T" or _only_rollback(statements):
+            return None
+        age = self._clock() - self._started
+        if age <= self._max_age:
+            return None
+        return spec.TRANSACTION_AGE_EXCEEDED.format(limit=int(self._max_age), age=int(age))
+
+    def _schema_refusal(self, statements: Sequence[Statement]) -> DsqlError | None:
+        if self._catalog is None or self._status == "E" or _only_rollback(statements):
+            return None
+        version = self._catalog.catalog_version
+        if version == self._seen_version:
+            return None
+        self._seen_version = version  # once: retrying refreshes the session
+        return spec.OCC_SCHEMA_CONFLICT
+
+    def _extension_decision(self, sql: str) -> Decision:
+        for decide in self._extensions:
+            decision = decide(sql)
+            if decision is not None:
+                return decision
+        return FORWARD
+
+    def on_command_complete(self, tag: str) -> None:
+        if tag == "ROLLBACK":
+            self._catalog_changed = False
+        elif tag.split(" ", 1)[0] in _CATALOG_TAG_WORDS:
+            self._catalog_changed = True
+
+    def on_ready_for_query(self, status: str) -> None:
+        self._status = status
+        if status != "I":
+            return
+        if self._catalog_changed and self._catalog is not None:
+            self._catalog.bump()
+            self._seen_version = self._catalog.catalog_version  # our own change is no conflict
+        self._catalog_changed = False
+        self._transaction.end()
+        self._started = None
+
+    def rewrite_error(self, fields: dict[str, str]) -> dict[str, str]:
+        # An error ends (implicit) or aborts (explicit) the transaction: its DDL never commits.
+        self._catalog_changed = False
+        return self._rewrite(fields) if self._rewrite is not None else fields
+
+
+def _only_rollback(statements: Sequence[Statement]) -> bool:
+    return all(s.command == "ROLLBACK" for s in statements)
