@@ -1,0 +1,471 @@
+"""``LocalEndpoint``: a local DSQL endpoint as a context manager, sync or async.
+
+Sync: the endpoint's event loop runs in a daemon thread, so plain blocking code (and any driver)
+can talk to it from the caller's thread::
+
+    from dsqlkit.local import LocalEndpoint, Quotas
+    import dsqlkit.psycopg
+
+    with LocalEndpoint(quotas=Quotas(max_rows_per_transaction=10)) as ep, ep.use_environment():
+        conn = dsqlkit.psycopg.connect(**ep.connect_kwargs())
+
+Async: the endpoint runs on the caller's running loop::
+
+    async with LocalEndpoint() as ep:
+        conn = await asyncpg.connect(**ep.asyncpg_kwargs())   # or dsqlkit.asyncpg.connect(...)
+
+Credentials: the endpoint generates a local-only admin identity (``ep.credentials``) and, unless
+``trust_environment=False``, also trusts the AWS credentials of this process's environment. The
+dsqlkit drivers read credentials from the environment: ``ep.environ()`` gives the variables,
+``ep.use_environment()`` sets them for a ``with`` block, and ``ep.token()`` makes a token for raw
+drivers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import os
+import threading
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from dsqlkit.local import spec
+from dsqlkit.local.config import EndpointConfig
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from dsqlkit.auth.credentials import Credentials
+    from dsqlkit.local.backend import Backend
+    from dsqlkit.local.server import Endpoint, EndpointStats
+
+T = TypeVar("T")
+
+#: Variables that would mix a real identity into the local one: unset by use_environment().
+CONFLICTING_VARIABLES = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+#: SQL run as the backend superuser by :meth:`LocalEndpoint.reset`: drops what users created in
+#: schema public, in one round trip (views and functions first-class; CASCADE takes dependents).
+_RESET_SQL = """
+DO $reset$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.relname, c.relkind FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND c.relkind IN ('r', 'v', 'm', 'S', 'p', 'f')
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))
+  LOOP
+    EXECUTE format('DROP %s IF EXISTS public.%I CASCADE',
+      CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                     WHEN 'S' THEN 'SEQUENCE' WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+      r.relname);
+  END LOOP;
+  FOR r IN SELECT p.oid::regprocedure AS sig, p.prokind FROM pg_proc p
+           JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'public'
+  LOOP
+    EXECUTE format('DROP %s IF EXISTS %s CASCADE',
+      CASE r.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, r.sig);
+  END LOOP;
+  FOR r IN SELECT t.typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+           WHERE n.nspname = 'public' AND t.typtype IN ('d', 'e', 'c', 'r') AND t.typrelid = 0
+  LOOP
+    EXECUTE format('DROP TYPE IF EXISTS public.%I CASCADE', r.typname);
+  END LOOP;
+END
+$reset$
+"""
+
+
+class LocalEndpoint:
+    """A DSQL-compatible endpoint on this machine, started by ``with`` or ``async with``.
+
+    Takes :class:`~dsqlkit.local.config.EndpointConfig` fields as keyword arguments (or a whole
+    ``config=``); ``backend=`` passes a ready :class:`~dsqlkit.local.backend.Backend`.
+
+    Example::
+
+        with LocalEndpoint(region="eu-west-1") as ep:
+            conn = psycopg.connect(ep.dsn())          # raw driver, token included
+            print(ep.hostname, ep.port, ep.stats())
+    """
+
+    def __init__(
+        self,
+        config: EndpointConfig | None = None,
+        *,
+        backend: Backend | None = None,
+        **fields: Any,
+    ) -> None:
+        if config is not None and fields:
+            raise TypeError("LocalEndpoint: pass either config= or EndpointConfig fields, not both")
+        self.config: EndpointConfig = config or _make_config(fields)
+        self._backend = backend
+        self._endpoint: Endpoint | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None  # set in sync mode only
+
+    # --- sync lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> LocalEndpoint:
+        """Start the endpoint with its event loop in a daemon thread; return self."""
+        self._check_stopped()
+        loop = _new_event_loop()
+        thread = threading.Thread(
+            target=loop.run_forever, name="dsqlkit-local-endpoint", daemon=True
+        )
+        thread.start()
+        self._loop, self._thread = loop, thread
+        try:
+            self._endpoint = self._call(self._create_and_start())
+        except BaseException:
+            self._end_thread()
+            raise
+        # A daemon thread dies silently at exit: stop PostgreSQL first if the caller forgot to.
+        atexit.register(self.stop)
+        return self
+
+    def stop(self) -> None:
+        """Stop the endpoint and its PostgreSQL, release the port. Idempotent."""
+        if self._thread is None:
+            if self._endpoint is not None:
+                raise RuntimeError(
+                    "this endpoint was started with `async with`: use `await astop()`"
+                )
+            return
+        atexit.unregister(self.stop)
+        try:
+            if self._endpoint is not None:
+                self._call(self._endpoint.stop())
+        finally:
+            self._endpoint = None
+            self._end_thread()
+
+    def __enter__(self) -> LocalEndpoint:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- async lifecycle ----------------------------------------------------------------------
+
+    async def astart(self) -> LocalEndpoint:
+        """Start the endpoint on the running event loop; return self."""
+        self._check_stopped()
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._endpoint = await self._create_and_start()
+        except BaseException:
+            self._loop = None
+            raise
+        return self
+
+    async def astop(self) -> None:
+        """Stop the endpoint and its PostgreSQL, release the port. Idempotent."""
+        if self._thread is not None:
+            raise RuntimeError("this endpoint was started with `with`: use `stop()`")
+        endpoint, self._endpoint, self._loop = self._endpoint, None, None
+        if endpoint is not None:
+            await endpoint.stop()
+
+    async def __aenter__(self) -> LocalEndpoint:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+    # --- what clients need --------------------------------------------------------------------
+
+    @property
+    def is_running(self) -> bool:
+        return self._endpoint is not None
+
+    @property
+    def host(self) -> str:
+        """``localhost``: the name to connect to (served in the certificate and for SNI)."""
+        return self.config.hostnames[0]
+
+    @property
+    def hostname(self) -> str:
+        """The DSQL-style name served too: ``<cluster-id>.dsql.<region>.on.aws``."""
+        return self.config.dsql_hostname
+
+    @property
+    def hostnames(self) -> tuple[str, ...]:
+        """Every host name served (SNI and the certificate)."""
+        return self.config.hostnames
+
+    @property
+    def region(self) -> str:
+        return self.config.region
+
+    @property
+    def port(self) -> int:
+        """The TCP port listened on (the real one when the config asked for port 0)."""
+        return self._running().port
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA certificate that signs the endpoint's certificate (for ``sslrootcert``)."""
+        return Path(self._running().ca_file)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self._running().data_dir)
+
+    @property
+    def credentials(self) -> Credentials:
+        """The local-only admin identity's access key and secret (repr hides the secret)."""
+        from dsqlkit.auth.credentials import Credentials
+
+        admin = self._running().identities.admin_credential
+        return Credentials(admin.access_key, admin.secret_key, None)
+
+    def connect_kwargs(self, user: str = spec.ADMIN_USER, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for ``dsqlkit.<driver>.connect``; credentials come from
+        :meth:`environ` / :meth:`use_environment` (or the pytest fixture ``dsql_connect_kwargs``).
+
+        Example::
+
+            with ep.use_environment():
+                conn = dsqlkit.psycopg2.connect(**ep.connect_kwargs(application_name="tests"))
+        """
+        return {
+            "host": self.host,
+            "port": self.port,
+            "region": self.region,
+            "user": user,
+            "sslrootcert": str(self.ca_file),
+            **extra,
+        }
+
+    def environ(self) -> dict[str, str]:
+        """The environment variables that point AWS SDKs, dsqlkit and libpq at this endpoint.
+
+        The access key is the local admin identity's (a local test credential, not an AWS one).
+        Also unset :data:`CONFLICTING_VARIABLES` (``use_environment()`` does both).
+        """
+        creds = self.credentials
+        return {
+            "AWS_ACCESS_KEY_ID": creds.access_key,
+            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
+            "AWS_REGION": self.region,
+            "AWS_DEFAULT_REGION": self.region,
+            "PGSSLROOTCERT": str(self.ca_file),
+        }
+
+    @contextlib.contextmanager
+    def use_environment(self) -> Iterator[dict[str, str]]:
+        """Set :meth:`environ` in ``os.environ`` for a ``with`` block, then restore it.
+
+        Process-wide, so not for concurrent threads wanting different identities.
+        """
+        wanted: dict[str, str | None] = {**self.environ()}
+        wanted.update(dict.fromkeys(CONFLICTING_VARIABLES))
+        saved = {name: os.environ.get(name) for name in wanted}
+        _set_environ(wanted)
+        try:
+            yield self.environ()
+        finally:
+            _set_environ(saved)
+
+    def token(
+        self,
+        user: str = spec.ADMIN_USER,
+        *,
+        host: str | None = None,
+        expires: int = spec.TOKEN_DEFAULT_EXPIRES,
+    ) -> str:
+        """An IAM auth token for ``user`` signed by the local admin identity, for raw drivers.
+
+        ``host`` is the name the client connects to (default ``localhost``): tokens are bound to it.
+
+        Example::
+
+            psycopg2.connect(host=ep.host, port=ep.port, user="admin", dbname="postgres",
+                             password=ep.token(), sslmode="verify-full", sslrootcert=ep.ca_file)
+        """
+        from dsqlkit.auth.sigv4 import presign_token
+
+        creds = self.credentials
+        return presign_token(
+            host=host or self.host,
+            region=self.region,
+            action=spec.action_for_user(user),
+            access_key=creds.access_key,
+            secret_key=creds.secret_key,
+            expires=expires,
+        )
+
+    def dsn(self, user: str = spec.ADMIN_USER) -> str:
+        """A libpq connection string with a fresh token as password and verify-full TLS.
+
+        Example: ``psycopg.connect(ep.dsn())``. The token expires after 15 minutes.
+        """
+        params = {
+            "host": self.host,
+            "port": str(self.port),
+            "user": user,
+            "dbname": spec.DATABASE,
+            "sslmode": "verify-full",
+            "sslrootcert": str(self.ca_file),
+            "password": self.token(user),
+        }
+        return " ".join(f"{key}={_conninfo_quote(value)}" for key, value in params.items())
+
+    def asyncpg_kwargs(self, user: str = spec.ADMIN_USER) -> dict[str, Any]:
+        """Keyword arguments for a raw ``asyncpg.connect`` (token and verify-full TLS context)."""
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        return {
+            "host": self.host,
+            "port": self.port,
+            "user": user,
+            "database": spec.DATABASE,
+            "password": self.token(user),
+            "ssl": context,
+        }
+
+    # --- observation and fault injection --------------------------------------------------------
+
+    def stats(self) -> EndpointStats:
+        """A snapshot of the endpoint's counters (connections, refusals, ...)."""
+        endpoint = self._running()
+        if self._thread is None:
+            return endpoint.stats()
+        return self._call(_async_call(endpoint.stats))
+
+    def kill_backend(self) -> None:
+        """Stop PostgreSQL under the running endpoint (clients then see errors). Sync mode."""
+        self._call(self._running().backend.stop())
+
+    def restart_backend(self) -> None:
+        """Start PostgreSQL again after :meth:`kill_backend`. Sync mode."""
+        self._call(self._running().backend.start())
+
+    async def akill_backend(self) -> None:
+        """Async twin of :meth:`kill_backend`."""
+        await self._running().backend.stop()
+
+    async def arestart_backend(self) -> None:
+        """Async twin of :meth:`restart_backend`."""
+        await self._running().backend.start()
+
+    def reset(self) -> None:
+        """Drop the tables, views, sequences, functions and types in schema ``public``.
+
+        One statement, run as the backend's superuser. Roles and IAM mappings are kept.
+        """
+        self._call(self.areset())
+
+    async def areset(self) -> None:
+        """Async twin of :meth:`reset`."""
+        import asyncpg
+
+        backend = self._running().backend
+        conn = await asyncpg.connect(
+            host=str(backend.socket_dir),
+            port=backend.port,
+            user=backend.superuser,
+            database=spec.DATABASE,
+        )
+        try:
+            await conn.execute(_RESET_SQL)
+        finally:
+            await conn.close()
+
+    def __repr__(self) -> str:
+        if self._endpoint is None:
+            return f"<LocalEndpoint {self.hostname} (stopped)>"
+        return f"<LocalEndpoint {self.host}:{self.port} {self.hostname} region={self.region}>"
+
+    # --- internals ------------------------------------------------------------------------------
+
+    async def _create_and_start(self) -> Endpoint:
+        from dsqlkit.local.server import Endpoint
+
+        endpoint = Endpoint(self.config, self._backend)
+        await endpoint.start()
+        return endpoint
+
+    def _running(self) -> Endpoint:
+        if self._endpoint is None:
+            raise RuntimeError(
+                "the LocalEndpoint is not running: use `with LocalEndpoint() as ep:` "
+                "or `async with LocalEndpoint() as ep:`"
+            )
+        return self._endpoint
+
+    def _check_stopped(self) -> None:
+        if self._endpoint is not None or self._loop is not None:
+            raise RuntimeError("this LocalEndpoint is already running")
+
+    def _call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the endpoint's loop thread and wait for its result."""
+        if self._thread is None or self._loop is None:
+            coro.close()
+            raise RuntimeError(
+                "this endpoint runs on your event loop (`async with`): use the a-prefixed method"
+            )
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def _end_thread(self) -> None:
+        loop, thread = self._loop, self._thread
+        self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+def _make_config(fields: dict[str, Any]) -> EndpointConfig:
+    known = {f.name for f in dataclasses.fields(EndpointConfig)}
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise TypeError(
+            f"LocalEndpoint: unknown option(s) {', '.join(unknown)}; "
+            f"valid options are the EndpointConfig fields: {', '.join(sorted(known))}"
+        )
+    return EndpointConfig(**fields)
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def _async_call(function: Any) -> Any:
+    return function()
+
+
+def _set_environ(values: dict[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _conninfo_quote(value: str) -> str:
+    """Quote a libpq conninfo value (single quotes, backslash escapes) when it needs it."""
+    if value and not any(ch in value for ch in " '\\"):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
