@@ -234,6 +234,8 @@ def _signing_key(secret_key: str, datestamp: str, region: str) -> bytes:
 @lru_cache(maxsize=256)
 def _host_header(host: str) -> str:
     """The signed ``host`` header: lowercase, without a default ``:443`` (as botocore does)."""
+    if host.count(":") > 1 and not host.startswith("["):
+        host = f"[{host}]"  # a bare IPv6 address: bracket it, as a URL would
     parts = urlsplit(f"https://{host}")
     name = parts.hostname or ""
     if ":" in name:  # IPv6 literal
