@@ -1,0 +1,241 @@
+"""``dsqlkit bench``: measure drivers and connection patterns, on a local endpoint or a cluster.
+
+Examples::
+
+    dsqlkit bench                                   # local endpoint, every pattern
+    dsqlkit bench --drivers asyncpg,psycopg --patterns connect,pool --added-latency-ms 0.5
+    dsqlkit bench --endpoint abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws --profile dev
+
+Exit status: 0 when every requested row ran, 1 when some failed (their errors are in the report),
+2 for usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dsqlkit.bench import patterns
+from dsqlkit.bench.runner import BenchConfig, Report, Target, run_benchmark, timestamp_folder
+from dsqlkit.local import spec
+
+if TYPE_CHECKING:
+    from dsqlkit.local.endpoint import LocalEndpoint
+
+#: The local endpoint's connection-rate quota is lifted for the benchmark: connect-each-time rows
+#: open connections faster than DSQL's 100/s refill, and the benchmark measures latency, not the
+#: rate limiter (which would turn raw rows into 53400 errors).
+_BENCH_CONNECTION_RATE = 1_000_000.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n\n", 1)[1]
+    what = parser.add_argument_group("what to run")
+    what.add_argument(
+        "--patterns",
+        default=",".join(patterns.PATTERNS),
+        help=f"comma-separated, from {', '.join(patterns.PATTERNS)} (default: all)",
+    )
+    what.add_argument(
+        "--drivers",
+        default=",".join(patterns.DRIVERS),
+        help=f"comma-separated, from {', '.join(patterns.DRIVERS)} (default: all)",
+    )
+    what.add_argument(
+        "--implementations",
+        default=",".join(patterns.IMPLEMENTATIONS),
+        help=f"comma-separated, from {', '.join(patterns.IMPLEMENTATIONS)} (default: all)",
+    )
+    what.add_argument("--iterations", type=int, default=30, help="timed iterations per round (30)")
+    what.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="rounds, like Lambda invocations; medians across them are reported (3)",
+    )
+    what.add_argument("--warmup", type=int, default=2, help="discarded iterations per round (2)")
+    what.add_argument("--query", default="SELECT 1", help="the query timed ('SELECT 1')")
+    what.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        help="parallel queries per iteration for the pool pattern (1)",
+    )
+    what.add_argument(
+        "--no-cold-start",
+        dest="cold_start",
+        action="store_false",
+        help="skip the cold-start table (fresh processes)",
+    )
+
+    where = parser.add_argument_group("where (default: an ephemeral local endpoint)")
+    where.add_argument("--endpoint", metavar="HOST", help="a real cluster's host name")
+    where.add_argument("--region", help="AWS region (default: from the host name, then AWS_REGION)")
+    where.add_argument("--user", default=spec.ADMIN_USER, help="database role (admin)")
+    where.add_argument("--port", type=int, default=spec.DEFAULT_PORT, help="port (5432)")
+    where.add_argument("--sslrootcert", help="CA bundle (default: the system's)")
+    where.add_argument("--profile", help="AWS profile for credentials")
+    where.add_argument(
+        "--added-latency-ms",
+        type=float,
+        default=0.0,
+        help="local endpoint: simulated round-trip latency per message exchange",
+    )
+    where.add_argument(
+        "--connect-delay-ms",
+        type=float,
+        default=0.0,
+        help="local endpoint: simulated extra delay per new connection",
+    )
+
+    out = parser.add_argument_group("output")
+    out.add_argument(
+        "--output",
+        metavar="DIR",
+        type=Path,
+        help="results folder (default: ./bench-results/<timestamp>/)",
+    )
+    out.add_argument("--json-only", action="store_true", help="write only results.json")
+    out.add_argument("--no-chart", dest="chart", action="store_false", help="no PNG chart")
+    out.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+
+
+class UsageError(ValueError):
+    """Bad command-line input: exit status 2."""
+
+
+def parse_names(text: str, valid: Sequence[str], what: str) -> tuple[str, ...]:
+    """``"a,b"`` -> ``("a", "b")``, refusing names not in ``valid`` with the list of valid ones.
+
+    Example: ``parse_names("connect,pool", PATTERNS, "pattern") == ("connect", "pool")``.
+    """
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in valid]
+    if unknown or not names:
+        shown = ", ".join(unknown) or "(none)"
+        raise UsageError(f"unknown {what}: {shown}; valid {what}s are: {', '.join(valid)}")
+    return names
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    try:
+        return BenchConfig(
+            iterations=args.iterations,
+            rounds=args.rounds,
+            warmup=args.warmup,
+            query=args.query,
+            concurrency=args.concurrency,
+            patterns=parse_names(args.patterns, patterns.PATTERNS, "pattern"),
+            drivers=parse_names(args.drivers, list(patterns.DRIVERS), "driver"),
+            implementations=parse_names(
+                args.implementations, patterns.IMPLEMENTATIONS, "implementation"
+            ),
+            cold_start=args.cold_start,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark; 0 if every row ran, 1 if some failed, 2 for usage errors."""
+    try:
+        config = config_from_args(args)
+        if args.endpoint and (args.added_latency_ms or args.connect_delay_ms):
+            raise UsageError(
+                "--added-latency-ms and --connect-delay-ms apply to the local endpoint"
+                " only: drop them or drop --endpoint"
+            )
+        output = args.output or Path("bench-results") / timestamp_folder()
+        with _target(args) as (target, label):
+            stream = None if args.quiet else sys.stderr
+            report = run_benchmark(config, target, endpoint_label=label, progress_stream=stream)
+    except UsageError as exc:
+        print(f"dsqlkit bench: error: {exc}", file=sys.stderr)
+        return 2
+    return _output(report, output, args)
+
+
+def _output(report: Report, output: Path, args: argparse.Namespace) -> int:
+    from dsqlkit.bench.report import format_table, write_all
+
+    print(format_table(report))
+    written = write_all(report, output, chart=args.chart, json_only=args.json_only)
+    print(f"\nwrote {', '.join(str(path) for path in written)}")
+    failed = report.failed
+    if failed:
+        print(f"{len(failed)} row(s) failed: see the notes above", file=sys.stderr)
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _target(args: argparse.Namespace) -> Iterator[tuple[Target, str]]:
+    if args.endpoint:
+        yield _cluster_target(args), args.endpoint
+        return
+    from dsqlkit.local import LocalEndpoint, Quotas
+
+    quotas = Quotas(
+        connection_rate_per_second=_BENCH_CONNECTION_RATE,
+        connection_burst=int(_BENCH_CONNECTION_RATE),
+    )
+    print("starting a local endpoint...", file=sys.stderr)
+    with (
+        LocalEndpoint(
+            added_latency_ms=args.added_latency_ms,
+            connect_delay_ms=args.connect_delay_ms,
+            quotas=quotas,
+        ) as endpoint,
+        endpoint.use_environment(),
+    ):
+        yield local_target(endpoint, args.user), _local_label(args)
+
+
+def local_target(endpoint: LocalEndpoint, user: str = spec.ADMIN_USER) -> Target:
+    """The :class:`Target` of a running :class:`~dsqlkit.local.LocalEndpoint` (whose
+    ``use_environment()`` must be active for the dsqlkit and official rows).
+
+    Example::
+
+        with LocalEndpoint() as ep, endpoint.use_environment():
+            report = run_benchmark(BenchConfig(), local_target(ep))
+    """
+    return Target(
+        host=endpoint.host,
+        port=endpoint.port,
+        region=endpoint.region,
+        user=user,
+        sslrootcert=str(endpoint.ca_file),
+        dsql_host=endpoint.hostname,
+        hostaddr="127.0.0.1",
+        token=lambda: endpoint.token(user),
+    )
+
+
+def _local_label(args: argparse.Namespace) -> str:
+    return (
+        f"local endpoint (dsqlkit local, added latency {args.added_latency_ms} ms, "
+        f"connect delay {args.connect_delay_ms} ms)"
+    )
+
+
+def _cluster_target(args: argparse.Namespace) -> Target:
+    found = spec.REGION_FROM_HOST.search(args.endpoint)
+    region = args.region or (found.group(1) if found else None)
+    region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise UsageError(f"no region for {args.endpoint}: pass --region or set AWS_REGION")
+    return Target(
+        host=args.endpoint,
+        port=args.port,
+        region=region,
+        user=args.user,
+        sslrootcert=args.sslrootcert,
+        profile=args.profile,
+        dsql_host=args.endpoint,
+    )

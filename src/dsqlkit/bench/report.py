@@ -1,0 +1,229 @@
+"""The benchmark's outputs: a table for the terminal, JSON, Markdown and a PNG chart.
+
+Example::
+
+    from dsqlkit.bench.report import write_all, format_table
+    print(format_table(report))
+    paths = write_all(report, Path("bench-results/run1"), chart=True)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from dsqlkit.bench.runner import ColdStartResult, Report, RowResult, Stats
+
+#: (heading, how to get the value from a row) of the results table, shared by terminal and Markdown.
+_ROW_COLUMNS: list[tuple[str, Any]] = [
+    ("driver", lambda r: r.driver),
+    ("pattern", lambda r: r.pattern),
+    ("impl", lambda r: r.implementation),
+    ("conn avg", lambda r: _stat(r.connect, "avg")),
+    ("conn p50", lambda r: _stat(r.connect, "p50")),
+    ("conn p95", lambda r: _stat(r.connect, "p95")),
+    ("conn p99", lambda r: _stat(r.connect, "p99")),
+    ("query avg", lambda r: _stat(r.query, "avg")),
+    ("query p50", lambda r: _stat(r.query, "p50")),
+    ("query p95", lambda r: _stat(r.query, "p95")),
+    ("query p99", lambda r: _stat(r.query, "p99")),
+    ("total ms", lambda r: r.total_ms),
+    ("qps", lambda r: r.queries_per_second),
+    ("pool ms", lambda r: r.pool_create_ms),
+    ("status", lambda r: r.status),
+]
+_COLD_COLUMNS: list[tuple[str, Any]] = [
+    ("driver", lambda c: c.driver),
+    ("impl", lambda c: c.implementation),
+    ("import ms", lambda c: c.import_ms),
+    ("connect ms", lambda c: c.connect_ms),
+    ("query ms", lambda c: c.query_ms),
+    ("total ms", lambda c: c.total_ms),
+    ("process ms", lambda c: c.process_ms),
+    ("status", lambda c: c.status),
+]
+
+
+def _stat(stats: Stats | None, name: str) -> float | None:
+    return None if stats is None else getattr(stats, name)
+
+
+def format_number(value: Any) -> str:
+    """Numbers with a precision that suits their size; ``-`` for missing.
+
+    Example: ``format_number(0.01234) == "0.0123"``, ``format_number(873.2) == "873"``.
+    """
+    if value is None:
+        return "-"
+    if not isinstance(value, float):
+        return str(value)
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    magnitude = abs(value)
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3g}"
+
+
+def _cells(items: Sequence[Any], columns: list[tuple[str, Any]]) -> list[list[str]]:
+    return [[format_number(get(item)) for _, get in columns] for item in items]
+
+
+def _notes(items: Sequence[RowResult | ColdStartResult], label: Any) -> list[str]:
+    return [
+        f"{label(item)}: {item.status}: {item.error or item.note}"
+        for item in items
+        if item.status != "ok"
+    ]
+
+
+def _row_label(row: RowResult) -> str:
+    return row.label
+
+
+def _cold_label(cold: ColdStartResult) -> str:
+    return f"cold start {cold.driver} {cold.implementation}"
+
+
+def format_table(report: Report) -> str:
+    """The results as aligned plain-text tables (times in ms, medians across rounds)."""
+    parts = [_text_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS))]
+    if report.cold_start:
+        parts += ["", "Cold start (fresh process: import + first connection + first query)"]
+        parts.append(_text_table(_COLD_COLUMNS, _cells(report.cold_start, _COLD_COLUMNS)))
+    notes = _notes(report.rows, _row_label) + _notes(report.cold_start, _cold_label)
+    if notes:
+        parts += ["", *notes]
+    return "\n".join(parts)
+
+
+def _text_table(columns: list[tuple[str, Any]], rows: list[list[str]]) -> str:
+    headings = [name for name, _ in columns]
+    widths = [max(len(cell) for cell in column) for column in zip(headings, *rows, strict=True)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            cell.ljust(width) if index < 3 else cell.rjust(width)
+            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return "\n".join([line(headings), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def to_json(report: Report) -> dict[str, Any]:
+    """The report as plain JSON-ready data: ``header``, ``config``, ``rows``, ``cold_start``."""
+    return {
+        "header": report.header,
+        "config": dataclasses.asdict(report.config),
+        "rows": [dataclasses.asdict(row) for row in report.rows],
+        "cold_start": [dataclasses.asdict(cold) for cold in report.cold_start],
+    }
+
+
+def to_markdown(report: Report) -> str:
+    """The report as Markdown: the run's context, the results table, cold start, notes."""
+    header = report.header
+    versions = ", ".join(f"{name} {version}" for name, version in header["versions"].items())
+    config = report.config
+    lines = [
+        "# dsqlkit bench results",
+        "",
+        f"- Date: {header['date']}",
+        f"- Endpoint: {header['endpoint']}",
+        f"- Machine: {header['cpu']}, {header['arch']}, {header['cores']} cores, {header['os']}",
+        f"- Python {header['python']}; {versions}",
+        f"- {config.iterations} iterations x {config.rounds} rounds ({config.warmup} warm-up), "
+        f"query `{config.query}`, pool concurrency {config.concurrency}",
+        "- Times in milliseconds; each figure is the median across rounds of the round's statistic.",
+        "",
+        _markdown_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)),
+    ]
+    if report.cold_start:
+        lines += [
+            "",
+            "## Cold start",
+            "",
+            "Fresh process: import + first connection + first query.",
+            "",
+        ]
+        lines.append(_markdown_table(_COLD_COLUMNS, _cells(report.cold_start, _COLD_COLUMNS)))
+    notes = _notes(report.rows, _row_label) + _notes(report.cold_start, _cold_label)
+    if notes:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in notes)]
+    return "\n".join(lines) + "\n"
+
+
+def _markdown_table(columns: list[tuple[str, Any]], rows: list[list[str]]) -> str:
+    headings = [name for name, _ in columns]
+    align = ["---" if index < 3 else "---:" for index in range(len(headings))]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in [headings, align, *rows])
+
+
+def write_chart(report: Report, path: Path) -> Path | None:
+    """Grouped bars of connect and query p50 per driver/pattern, one bar per implementation.
+
+    Log scale when the values span more than two orders of magnitude. Returns None when no row
+    has numbers. matplotlib (the ``bench`` extra) is imported only here.
+    """
+    rows = [row for row in report.rows if row.status == "ok"]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = list(dict.fromkeys((row.driver, row.pattern) for row in rows))
+    implementations = list(dict.fromkeys(row.implementation for row in rows))
+    by_key = {(row.driver, row.pattern, row.implementation): row for row in rows}
+    width = 0.8 / len(implementations)
+    figure, axes = plt.subplots(2, 1, figsize=(max(8, len(groups) * 0.9), 8))
+    for axis, metric in zip(axes, ("connect", "query"), strict=True):
+        values_seen: list[float] = []
+        for offset, impl in enumerate(implementations):
+            values = []
+            for driver, pattern in groups:
+                row = by_key.get((driver, pattern, impl))
+                stats = getattr(row, metric) if row else None
+                values.append(stats.p50 if stats else 0.0)
+            values_seen += [v for v in values if v > 0]
+            positions = [index + offset * width for index in range(len(groups))]
+            axis.bar(positions, values, width, label=impl)
+        axis.set_xticks([i + width * (len(implementations) - 1) / 2 for i in range(len(groups))])
+        axis.set_xticklabels([f"{d}\n{p}" for d, p in groups], fontsize=8)
+        axis.set_ylabel(f"{metric} p50 (ms)")
+        if values_seen and max(values_seen) / min(values_seen) > 100:
+            axis.set_yscale("log")
+        axis.legend()
+    axes[0].set_title(f"dsqlkit bench: {report.header['endpoint']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def write_all(
+    report: Report, directory: Path, *, chart: bool = True, json_only: bool = False
+) -> list[Path]:
+    """Write ``results.json`` (always), ``results.md`` and ``results.png`` (unless turned off) to
+    ``directory`` (created); return the paths written."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "results.json"
+    json_path.write_text(json.dumps(to_json(report), indent=2) + "\n", encoding="utf-8")
+    written = [json_path]
+    if json_only:
+        return written
+    markdown_path = directory / "results.md"
+    markdown_path.write_text(to_markdown(report), encoding="utf-8")
+    written.append(markdown_path)
+    if chart:
+        png = write_chart(report, directory / "results.png")
+        if png is not None:
+            written.append(png)
+    return written
