@@ -577,6 +577,9 @@ _CHECKS: dict[str, Callable[[Node], DsqlError | None]] = {
 
 # --- DSQL-only syntax ------------------------------------------------------------------------------
 
+_SEMICOLON = "ASCII_59"  # the scanner's name for ';'
+_COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
+
 #: First keywords of DSQL statements PostgreSQL's parser rejects; the jobs and IAM modules run them.
 _EXTENSIONS = (
     ("CREATE", "INDEX", "ASYNC"),
@@ -588,25 +591,53 @@ _EXTENSIONS = (
 
 def _classify_extension(sql: str) -> Verdict:
     try:
-        tokens = pg.scan(sql)
+        tokens = [t for t in pg.scan(sql) if t.name not in _COMMENTS]
     except pg.ParseError:  # unterminated quote and such
         return SYNTAX_ERROR
-    data = sql.encode()  # the scanner's offsets are in bytes, end inclusive
-    words = [data[t.start : t.end + 1].decode().upper() for t in tokens[:4]]
+    # The scanner's offsets are characters, end inclusive.
+    words = [sql[t.start : t.end + 1].upper() for t in tokens[:4]]
     prefix = next((p for p in _EXTENSIONS if tuple(words[: len(p)]) == p), None)
-    if prefix is None or any(t.name == "';'" for t in tokens[:-1]):
+    if prefix is None or any(t.name == _SEMICOLON for t in tokens[:-1]):
         return SYNTAX_ERROR
     refusal = None
     if prefix[-1] == "ASYNC" and prefix[1] != "TABLE":
         # The keys of an asynchronous index follow CREATE INDEX's rules: parse it without ASYNC.
         word = tokens[len(prefix) - 1]
-        synchronous = (data[: word.start] + data[word.end + 1 :]).decode()
+        synchronous = sql[: word.start] + sql[word.end + 1 :]
         try:
             (raw,) = json.loads(pg.parse_sql_json(synchronous))["stmts"]
             refusal = _check_index(raw["stmt"]["IndexStmt"], asynchronous=True)
         except (pg.ParseError, KeyError, ValueError):
             pass  # the jobs module reports what is wrong with it
     return Verdict((Statement(Kind.DDL, " ".join(prefix), refusal, extension=True),))
+
+
+def split_statements(sql: str) -> list[slice]:
+    """Where each statement of ``sql`` is (character slices, without the ``;``).
+
+    PostgreSQL's parser splits when the whole string parses (it knows ``BEGIN ATOMIC`` bodies);
+    otherwise the scanner does, so that DSQL-only syntax and syntax errors still split.
+    Example: ``[sql[s] for s in split_statements(sql)]``.
+    """
+    try:
+        return list(pg.split(sql, only_slices=True))
+    except pg.ParseError:
+        pass
+    try:
+        tokens = pg.scan(sql)
+    except pg.ParseError:  # an unterminated quote or comment: one statement
+        return [slice(0, len(sql))]
+    slices: list[slice] = []
+    first = last = None
+    for token in [*tokens, None]:
+        if token is None or token.name == _SEMICOLON:
+            if first is not None and last is not None:
+                slices.append(slice(first, last + 1))  # the scanner's end is inclusive
+            first = last = None
+        elif token.name not in _COMMENTS:
+            first = token.start if first is None else first
+            last = token.end
+    return slices
 
 
 # --- Small parse-tree helpers ----------------------------------------------------------------------
