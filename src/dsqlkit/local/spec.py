@@ -74,6 +74,12 @@ INVALID_STARTUP_PACKET = fatal("08P01", "invalid startup packet layout")
 UNSUPPORTED_PROTOCOL = fatal(
     "0A000", "unsupported frontend protocol {major}.{minor}: server supports 3.0 to 3.0"
 )
+# Emulator decisions for the endpoint's own session handling:
+STARTUP_TIMEOUT = fatal("08P01", "unable to accept connection, startup phase timed out")
+PROTOCOL_VIOLATION = fatal("08P01", "protocol violation: unexpected message type {kind!r}")
+ADMIN_SHUTDOWN = fatal("57P01", "terminating connection due to administrator command")
+BACKEND_LOST = fatal("08006", "server closed the connection unexpectedly")
+BACKEND_UNAVAILABLE = fatal("08006", "unable to accept connection, the database is not running")
 
 # --- Authentication (section 2) ------------------------------------------------------------------
 

@@ -1,0 +1,1000 @@
+"""The local endpoint's asyncio server: TLS, IAM tokens, quotas, and a header-only relay.
+
+A thin I/O shell around :mod:`dsqlkit.local.protocol`. For each client connection:
+
+1. **Accept**: peek at the first bytes before TLS. ``0x16`` is direct TLS (ALPN must be
+   ``postgresql``); an SSLRequest is answered ``S`` (bytes sent before the handshake close the
+   connection: CVE-2021-23214); a GSSENCRequest ``N``; a plaintext StartupMessage gets
+   ``spec.SSL_REQUIRED``; a CancelRequest is carried out. The whole startup phase is bounded in time.
+2. **Startup** (over TLS): SNI must be one of the endpoint's names; user and database checked;
+   connection quotas (:mod:`~dsqlkit.local.quotas`); the policy's ``check_startup``.
+3. **Auth**: AuthenticationCleartextPassword; the password is an IAM token, checked with
+   :func:`dsqlkit.auth.sigv4.verify_token` against :mod:`~dsqlkit.local.identities`, then the rules'
+   ``role_allows`` for roles other than admin.
+4. **Backend session**: a Unix-socket connection to PostgreSQL as the client's role; its
+   ParameterStatus relayed (``server_version`` rewritten), its BackendKeyData replaced by ours.
+5. **Relay**: only 5-byte headers are parsed; client Query/Parse/Sync/Close/Execute/Terminate and
+   server CommandComplete/ReadyForQuery/ErrorResponse/CloseComplete are decoded; everything else is
+   forwarded as byte slices, one write per read. The :class:`~dsqlkit.local.policy.SessionPolicy`
+   is asked about each statement and told about each answer.
+
+Example::
+
+    endpoint = Endpoint(EndpointConfig(data_dir=Path("/tmp/ep")))
+    await endpoint.start()
+    print(endpoint.host, endpoint.port, endpoint.identities.admin_credential.access_key)
+    await endpoint.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import hmac
+import logging
+import secrets
+import shutil
+import socket
+import ssl
+import tempfile
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsqlkit.auth.sigv4 import TokenRejected, verify_token
+from dsqlkit.local import protocol as pg
+from dsqlkit.local import spec
+from dsqlkit.local.backend import Backend, backend_from_option
+from dsqlkit.local.config import EndpointConfig, Quotas
+from dsqlkit.local.identities import Identities
+from dsqlkit.local.policy import Action, Decision, EndpointRules, SessionPolicy, rules_for
+from dsqlkit.local.quotas import ConnectionQuotas
+from dsqlkit.local.tls import ensure_certificates, server_context, sni_of
+
+__all__ = ["Endpoint", "EndpointConfig", "EndpointStats", "Quotas"]
+
+log = logging.getLogger("dsqlkit.local")
+
+#: Emulator decision: seconds a client has from accept to authenticated (slowloris defence).
+STARTUP_TIMEOUT_SECONDS = 10.0
+#: Startup parameters passed on to the backend (when the policy allows the startup at all).
+_FORWARDED_PARAMETERS = spec.SETTABLE_PARAMETERS | {"options"}
+_REWRITTEN_STATUS = {
+    "server_version": spec.SERVER_VERSION,
+    "server_version_num": spec.SERVER_VERSION_NUM,
+}
+
+_Q, _P, _S, _X, _C, _E, _F, _B = (ord(c) for c in "QPSXCEFB")
+_Z, _I, _SUSPENDED, _CLOSE_COMPLETE = ord("Z"), ord("I"), ord("s"), ord("3")
+_CLIENT_INSPECT = frozenset({_Q, _P, _S, _X, _C, _E, _F})
+_SERVER_INSPECT = frozenset({_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE})
+_BACKEND_STARTUP_INSPECT = frozenset({ord("R"), ord("S"), ord("K"), _Z, _E})
+#: A statement name no client uses: closing it is a no-op whose CloseComplete marks a position.
+_BARRIER_STATEMENT = "dsqlkit.barrier"
+
+
+@dataclass
+class EndpointStats:
+    """Counters of one endpoint (tests use them to check that nothing leaks)."""
+
+    client_sessions_open: int = 0
+    backend_sessions_open: int = 0
+    connections_accepted: int = 0
+    connections_authenticated: int = 0
+    connections_refused: dict[str, int] = field(default_factory=dict)
+    cancel_requests: int = 0
+
+    def refused(self, reason: str) -> None:
+        self.connections_refused[reason] = self.connections_refused.get(reason, 0) + 1
+
+
+class Endpoint:
+    """A DSQL-compatible endpoint: listens, authenticates, relays to a PostgreSQL backend.
+
+    ``backend`` None: built from ``config.backend`` in ``<data_dir>/postgres`` and started/stopped
+    with the endpoint; a given backend is started only if it is not running, and stopped only then.
+
+    Example::
+
+        endpoint = Endpoint(EndpointConfig(quotas=Quotas(connection_burst=10)))
+        await endpoint.start()
+        try:
+            ...  # connect to endpoint.host:endpoint.port with server name "localhost"
+        finally:
+            await endpoint.stop()
+    """
+
+    def __init__(self, config: EndpointConfig, backend: Backend | None = None) -> None:
+        self.config = config
+        self.region = config.region
+        self.hostnames = config.hostnames
+        self._temporary_dir = config.data_dir is None
+        self.data_dir = (
+            Path(tempfile.mkdtemp(prefix="dsqlkit-local-"))
+            if config.data_dir is None
+            else Path(config.data_dir)
+        )
+        self.backend: Backend = backend or backend_from_option(
+            config.backend, self.data_dir / "postgres"
+        )
+        self.host = config.listen_host
+        self.port = config.port
+        self.ca_file = self.data_dir / "tls" / "ca.pem"
+        self.identities: Identities
+        self.rules: EndpointRules = rules_for(config)
+        self.quotas = ConnectionQuotas(config.quotas)
+        self._stats = EndpointStats()
+        self._sessions: set[ClientSession] = set()
+        self._by_key: dict[int, ClientSession] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._sock: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._started_backend = False
+        self._contexts: dict[bool, ssl.SSLContext] = {}
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.host}:{self.port} region={self.region}>"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Certificates, identities, backend, rules, then listen on ``config.listen_host``."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        paths = await asyncio.to_thread(
+            ensure_certificates, self.data_dir / "tls", list(self.hostnames)
+        )
+        self.ca_file = paths.ca_cert
+        self._contexts = {d: server_context(paths, direct=d) for d in (False, True)}
+        self.identities = Identities.load_or_create(
+            self.data_dir, trust_environment=self.config.trust_environment
+        )
+        if not self.backend.is_running:
+            await self.backend.start()
+            self._started_backend = True
+        await self.rules.start(self.backend)
+        sock = socket.create_server((self.config.listen_host, self.config.port), backlog=1024)
+        sock.setblocking(False)
+        self._sock = sock
+        self.host, self.port = sock.getsockname()[:2]
+        self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop(sock))
+        log.info("endpoint started host=%s port=%s region=%s", self.host, self.port, self.region)
+
+    async def stop(self) -> None:
+        """Stop accepting, end every session with FATAL 57P01, stop the rules and our backend."""
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_task
+            self._accept_task = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        for task in list(self._tasks):
+            task.cancel()
+        for session in list(self._sessions):
+            session.fatal(spec.ADMIN_SHUTDOWN)
+        await self._wait_sessions_closed()
+        await self.rules.stop()
+        if self._started_backend:
+            await self.backend.stop()
+            self._started_backend = False
+        if self._temporary_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+        log.info("endpoint stopped host=%s port=%s", self.host, self.port)
+
+    async def _wait_sessions_closed(self) -> None:
+        # Transports close asynchronously; give them a few loop turns (bounded) to report it.
+        for _ in range(200):
+            if not self._sessions:
+                return
+            await asyncio.sleep(0.01)
+
+    def stats(self) -> EndpointStats:
+        """A snapshot of the counters."""
+        snapshot = EndpointStats(**vars(self._stats))
+        snapshot.connections_refused = dict(self._stats.connections_refused)
+        snapshot.client_sessions_open = len(self._sessions)
+        return snapshot
+
+    # --- accept and pre-TLS negotiation -----------------------------------------------------
+
+    async def _accept_loop(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, peer = await loop.sock_accept(sock)
+            except OSError as exc:  # e.g. EMFILE: keep serving the others
+                log.warning("accept failed error=%s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._stats.connections_accepted += 1
+            self._spawn(self._negotiate(conn, peer))
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _negotiate(self, conn: socket.socket, peer: Any) -> None:
+        """Everything before TLS: peek, answer SSLRequest/GSSENCRequest, then hand over to TLS."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STARTUP_TIMEOUT_SECONDS
+        # Rate and cap are counted now (before any expensive work); the refusal itself is sent
+        # after TLS so the client can read it (libpq ignores errors sent before TLS).
+        refusal = self.quotas.admit()
+        try:
+            direct = await self._before_tls(conn, peer, deadline)
+            if direct is None:
+                self._release_quota(refusal)
+                conn.close()
+                return
+            await loop.connect_accepted_socket(
+                lambda: ClientSession(self, peer, refusal, direct, deadline),
+                sock=conn,
+                ssl=self._contexts[direct],
+                ssl_handshake_timeout=max(0.1, deadline - loop.time()),
+            )
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
+            self._stats.refused("handshake")
+            log.info("connection peer=%s outcome=refused reason=handshake error=%s", peer, exc)
+            self._release_quota(refusal)
+            conn.close()
+
+    def _release_quota(self, refusal: spec.DsqlError | None) -> None:
+        if refusal is None:
+            self.quotas.release()
+
+    async def _before_tls(self, conn: socket.socket, peer: Any, deadline: float) -> bool | None:
+        """True: direct TLS; False: TLS after SSLRequest; None: done (refused or cancel)."""
+        while True:
+            head = await _peek(conn, 8, deadline)
+            if not head:
+                return None
+            if head[0] == pg.TLS_HANDSHAKE_RECORD:
+                return True
+            if len(head) < 8:
+                await _peek(conn, 8, deadline, at_least=8)
+                continue
+            length, code = pg.STARTUP_HEADER.unpack(head)
+            if code == pg.SSL_REQUEST_CODE and length == 8:
+                conn.recv(8)
+                if _has_pending(conn):
+                    self._refuse(None, peer, "data_after_sslrequest")
+                    return None
+                conn.send(b"S")
+                return False
+            if code == pg.GSSENC_REQUEST_CODE and length == 8:
+                conn.recv(8)
+                conn.send(b"N")  # the client may now send an SSLRequest
+                continue
+            if code == pg.CANCEL_REQUEST_CODE and length == 16:
+                packet = await _peek(conn, 16, deadline, at_least=16)
+                conn.recv(16)
+                self.cancel(pg.parse_startup_packet(packet[4:16]))
+                return None
+            self._refuse(None, peer, "plaintext")
+            with contextlib.suppress(OSError):
+                conn.send(pg.error_response(spec.SSL_REQUIRED))
+            return None
+
+    def _refuse(self, error: spec.DsqlError | None, peer: Any, reason: str, user: str = "") -> None:
+        self._stats.refused(reason)
+        log.info("connection peer=%s user=%s outcome=refused reason=%s", peer, user, reason)
+
+    # --- cancel ---------------------------------------------------------------------------------
+
+    def cancel(self, request: pg.StartupPacket) -> None:
+        """Carry out a CancelRequest (unknown keys are ignored silently, as PostgreSQL does)."""
+        if not isinstance(request, pg.CancelRequest):
+            return
+        session = self._by_key.get(request.process_id)
+        if session is None or not hmac.compare_digest(request.secret_key, session.key):
+            return
+        self._stats.cancel_requests += 1
+        if session.backend_key is not None:
+            self._spawn(self._send_cancel(*session.backend_key))
+
+    async def _send_cancel(self, pid: int, secret: bytes) -> None:
+        with contextlib.suppress(OSError):
+            transport, _ = await self.backend.create_connection(asyncio.Protocol)
+            transport.write(pg.cancel_request(pid, secret))
+            transport.close()
+
+    # --- session bookkeeping (called by ClientSession) ----------------------------------------
+
+    def _register(self, session: ClientSession) -> None:
+        self._sessions.add(session)
+
+    def _new_key(self, session: ClientSession) -> tuple[int, bytes]:
+        while True:
+            pid = secrets.randbelow(2**31 - 2) + 1
+            if pid not in self._by_key:
+                break
+        self._by_key[pid] = session
+        return pid, secrets.token_bytes(4)
+
+    def _forget(self, session: ClientSession) -> None:
+        self._sessions.discard(session)
+        if session.pid is not None:
+            self._by_key.pop(session.pid, None)
+        self._release_quota(session.refusal)
+
+
+async def _peek(conn: socket.socket, n: int, deadline: float, at_least: int = 1) -> bytes:
+    """Look at up to ``n`` bytes without consuming them, waiting until ``at_least`` are there."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            data = conn.recv(n, socket.MSG_PEEK)
+        except BlockingIOError:
+            data = None
+        if data is not None and (len(data) >= at_least or not data):
+            return data
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(conn.fileno(), _set_done, ready)
+        try:
+            await asyncio.wait_for(ready, max(0.0, deadline - loop.time()))
+        finally:
+            loop.remove_reader(conn.fileno())
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _has_pending(conn: socket.socket) -> bool:
+    try:
+        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return False
+
+
+# --- one client session ---------------------------------------------------------------------------
+
+
+class _State(enum.Enum):
+    STARTUP = 1
+    AUTH = 2
+    CONNECTING = 3
+    RELAY = 4
+    CLOSED = 5
+
+
+class _Expect(enum.Enum):
+    """What the backend owes the client, in order (so pipelined answers stay matched)."""
+
+    QUERY = 1  # simple Query or FunctionCall: CommandComplete(s) then ReadyForQuery
+    REFUSED_QUERY = 2  # a refusal the backend raises: forward only its error and ReadyForQuery
+    EXECUTE = 3  # one CommandComplete / EmptyQuery / PortalSuspended (or an error)
+    CLOSE = 4  # a client Close: CloseComplete
+    BARRIER = 5  # our Close of _BARRIER_STATEMENT: its CloseComplete becomes the refusal error
+    SYNC = 6  # ReadyForQuery
+    SYNC_REFUSED = 7  # ReadyForQuery of a batch we refused part of
+    RAISE = 8  # our raise after a refused batch in a transaction: forward only ReadyForQuery
+
+
+@dataclass
+class _Pending:
+    kind: _Expect
+    tag: str | None = None
+    error: spec.DsqlError | None = None
+
+
+_ENDS_AT_READY = frozenset(
+    {_Expect.QUERY, _Expect.REFUSED_QUERY, _Expect.SYNC, _Expect.SYNC_REFUSED, _Expect.RAISE}
+)
+
+
+class ClientSession(asyncio.Protocol):
+    """One client connection (after TLS) and its backend session."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        peer: Any,
+        refusal: spec.DsqlError | None,
+        direct: bool,
+        deadline: float,
+    ) -> None:
+        self.endpoint = endpoint
+        self.peer = peer
+        self.refusal = refusal
+        self.direct = direct
+        self.deadline = deadline
+        self.state = _State.STARTUP
+        self.user = ""
+        self.sni: str | None = None
+        self.parameters: dict[str, str] = {}
+        self.policy: SessionPolicy | None = None
+        self.pid: int | None = None
+        self.key = b""
+        self.backend_key: tuple[int, bytes] | None = None
+        self.transport: asyncio.Transport | None = None
+        self.backend: _BackendLink | None = None
+        self._loop = asyncio.get_running_loop()
+        self._reader = pg.MessageReader(frozenset({ord("p")}), startup=True)
+        self._inbox: collections.deque[pg.Frame] = collections.deque()
+        self._paused: set[str] = set()
+        self._to_backend: list[bytes | memoryview] = []
+        self._to_client: list[bytes | memoryview] = []
+        self._expect: collections.deque[_Pending] = collections.deque()
+        self._discarding = False  # extended protocol: skipping to Sync after a refusal
+        self._refusal_sent = False
+        self._last_status = "I"
+        self._statement_tags: dict[str, str] = {}
+        self._portal_tags: dict[str, str] = {}
+        self._lifetime_exceeded = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self._delayed: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._delay_timer: asyncio.TimerHandle | None = None
+        self._latency = endpoint.config.added_latency_ms / 1000.0
+
+    def __repr__(self) -> str:
+        return f"<ClientSession peer={self.peer} user={self.user!r} state={self.state.name}>"
+
+    # --- asyncio callbacks (client side) --------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.endpoint._register(self)
+        self._timers.append(self._loop.call_at(self.deadline, self._startup_timeout))
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.sni = sni_of(ssl_object)
+        if self.direct and ssl_object.selected_alpn_protocol() != spec.ALPN_PROTOCOL:
+            self._refuse(spec.ALPN_MISSING, "alpn")
+        elif self.sni is None:
+            self._refuse(spec.SNI_MISSING, "sni_missing")
+        elif self.sni.lower() not in self.endpoint.hostnames:
+            self._refuse(spec.UNKNOWN_HOST.format(host=self.sni), "unknown_host")
+
+    def data_received(self, data: bytes) -> None:
+        if self.state is _State.CLOSED:
+            return
+        try:
+            self._inbox.extend(self._reader.feed(data))
+            self._drain_client()
+        except pg.ProtocolError as exc:
+            self._refuse(exc.error, "protocol")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.state = _State.CLOSED
+        self._close_backend()
+        for timer in self._timers:
+            timer.cancel()
+        if self._delay_timer is not None:
+            self._delay_timer.cancel()
+        if self.policy is not None:
+            self.policy.close()
+        self.endpoint._forget(self)
+
+    def pause_writing(self) -> None:
+        if self.backend is not None:
+            self.backend.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.backend is not None:
+            self.backend.resume_reading()
+
+    # --- reading control -------------------------------------------------------------------
+
+    def pause_client(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def resume_client(self, reason: str) -> None:
+        if reason not in self._paused:
+            return
+        self._paused.discard(reason)
+        if not self._paused and self.transport is not None and self.state is not _State.CLOSED:
+            self.transport.resume_reading()
+
+    # --- closing -------------------------------------------------------------------------
+
+    def fatal(self, error: spec.DsqlError) -> None:
+        """Send ``error`` and close the session (the backend session at once)."""
+        if self.state is _State.CLOSED or self.transport is None:
+            return
+        self.state = _State.CLOSED
+        self._to_client.append(pg.error_response(error))
+        self._flush_client(now=True)
+        self._close_backend()
+        self.transport.close()
+
+    def _refuse(self, error: spec.DsqlError, reason: str) -> None:
+        self.endpoint._refuse(error, self.peer, reason, self.user)
+        self.fatal(error)
+
+    def _startup_timeout(self) -> None:
+        if self.state is not _State.RELAY:
+            self._refuse(spec.STARTUP_TIMEOUT, "startup_timeout")
+
+    def _close_backend(self) -> None:
+        backend, self.backend = self.backend, None
+        if backend is not None:
+            backend.close()
+
+    # --- client messages -----------------------------------------------------------------
+
+    def _drain_client(self) -> None:
+        """Handle queued client frames in order until done or held (a wait, a refusal fix-up)."""
+        inbox = self._inbox
+        while inbox and "hold" not in self._paused and self.state is not _State.CLOSED:
+            kind, data = inbox.popleft()
+            if self.state is _State.RELAY:
+                self._relay_client(kind, data)
+            elif self.state is _State.STARTUP and kind == pg.STARTUP:
+                self._startup(pg.parse_startup_packet(data[4:]))
+                self._inbox.extend(self._reader.feed(b""))
+            elif self.state is _State.AUTH and kind == ord("p"):
+                self._password(pg.parse_password(data[5:]))
+            else:
+                raise pg.ProtocolError(spec.PROTOCOL_VIOLATION.format(kind=chr(max(kind, 0))))
+        self._flush_backend()
+
+    def _startup(self, packet: pg.StartupPacket) -> None:
+        if isinstance(packet, pg.CancelRequest):  # libpq 17 sends cancels over TLS too
+            self.endpoint.cancel(packet)
+            self.state = _State.CLOSED
+            assert self.transport is not None
+            self.transport.close()
+            return
+        if not isinstance(packet, pg.StartupMessage):
+            raise pg.ProtocolError(spec.INVALID_STARTUP_PACKET)
+        if self.refusal is not None:
+            self._refuse(self.refusal, "rate" if self.refusal is spec.RATE_EXCEEDED else "cap")
+            return
+        if packet.minor > 0 or packet.protocol_options:
+            self._write_client(pg.negotiate_protocol_version(0, packet.protocol_options))
+        params = packet.parameters
+        self.user = params.get("user", "")
+        if not self.user:
+            self._refuse(spec.USER_MISSING, "user_missing")
+            return
+        database = params.get("database") or self.user
+        if database != spec.DATABASE:
+            self._refuse(spec.DATABASE_MISSING.format(database=database), "database")
+            return
+        self.parameters = params
+        self.policy = self.endpoint.rules.session(self.user)
+        refused = self.policy.check_startup(params)
+        if refused is not None:
+            self._refuse(refused, "startup_parameters")
+            return
+        self.state = _State.AUTH
+        self._reader.startup = False
+        delay = self.endpoint.config.connect_delay_ms / 1000.0
+        if delay > 0:
+            self._timers.append(
+                self._loop.call_later(
+                    delay, self._write_client, pg.authentication_cleartext_password()
+                )
+            )
+        else:
+            self._write_client(pg.authentication_cleartext_password())
+
+    def _password(self, token: str) -> None:
+        self.state = _State.CONNECTING
+        self.pause_client("connect")
+        self.endpoint._spawn(self._authenticate(token))
+
+    async def _authenticate(self, token: str) -> None:
+        endpoint = self.endpoint
+        try:
+            verified = verify_token(
+                token,
+                host=self.sni or "",
+                region=endpoint.region,
+                user=self.user,
+                lookup_secret=endpoint.identities.lookup,
+            )
+            arn = verified.arn or ""
+            if self.user != spec.ADMIN_USER and not await endpoint.rules.role_allows(
+                self.user, arn
+            ):
+                raise TokenRejected(spec.HINT_NOT_AUTHORIZED.format(arn=arn))
+        except TokenRejected as exc:
+            self._refuse(spec.ACCESS_DENIED.format(reason=exc.hint), "access_denied")
+            return
+        if self.state is _State.CLOSED:
+            return
+        try:
+            _, link = await endpoint.backend.create_connection(lambda: _BackendLink(self))
+        except OSError as exc:
+            log.warning(
+                "backend connect failed peer=%s user=%s error=%s", self.peer, self.user, exc
+            )
+            self._refuse(spec.BACKEND_UNAVAILABLE, "backend_down")
+            return
+        if self.state is _State.CLOSED:
+            link.close()
+            return
+        self.backend = link
+        link.write(pg.startup_message(self._backend_parameters()))
+
+    def _backend_parameters(self) -> dict[str, str]:
+        params = {"user": self.user, "database": spec.DATABASE}
+        for name, value in self.parameters.items():
+            if name.lower() in _FORWARDED_PARAMETERS:
+                params[name] = value
+        params.update(self.endpoint.rules.backend_startup_parameters())
+        return params
+
+    def _relay_client(self, kind: int, data: memoryview) -> None:
+        if kind == pg.RAW:
+            if not self._discarding:
+                self._to_backend.append(data)
+        elif kind == _Q:
+            self._statement(data, pg.parse_query(data[5:]), extended=False)
+        elif kind == _P:
+            self._statement(data, pg.parse_parse(data[5:]), extended=True)
+        elif kind == _S:
+            self._sync(data)
+        elif kind == _X:
+            self._close_backend()
+            self.state = _State.CLOSED
+            assert self.transport is not None
+            self.transport.close()
+        elif self._discarding:
+            pass  # Bind/Execute/Close after a refused Parse: skipped up to Sync, as PostgreSQL does
+        elif kind == _B:
+            portal, statement = pg.parse_bind_names(data[5:])
+            self._tag_portal(portal, self._statement_tags.get(statement))
+            self._to_backend.append(data)
+        elif kind == _E:
+            tag = self._portal_tags.get(pg.parse_execute_portal(data[5:]))
+            self._expect.append(_Pending(_Expect.EXECUTE, tag))
+            self._to_backend.append(data)
+        else:  # Close or FunctionCall
+            self._expect.append(_Pending(_Expect.CLOSE if kind == _C else _Expect.QUERY))
+            self._to_backend.append(data)
+
+    def _tag_portal(self, portal: str, tag: str | None) -> None:
+        if tag is None:
+            self._portal_tags.pop(portal, None)
+        else:
+            self._portal_tags[portal] = tag
+
+    def _statement(self, data: memoryview, parsed: str | pg.Parse, *, extended: bool) -> None:
+        if self._discarding:
+            return
+        if self._lifetime_exceeded:
+            self._lifetime_close()
+            return
+        assert self.policy is not None
+        sql = parsed.sql if isinstance(parsed, pg.Parse) else parsed
+        decision = self.policy.on_statement(sql, extended=extended)
+        self._carry_out(decision, data, parsed)
+
+    def _carry_out(self, decision: Decision, data: memoryview, parsed: str | pg.Parse) -> None:
+        """Carry out a policy decision about one Query or Parse (see dsqlkit.local.policy)."""
+        if decision.wait is not None:
+            self.pause_client("hold")
+            self.endpoint._spawn(self._after_wait(decision.wait, data, parsed))
+            return
+        if isinstance(parsed, pg.Parse):
+            self._carry_out_parse(decision, data, parsed)
+            return
+        if decision.action is Action.REFUSE:
+            assert decision.error is not None
+            self._to_backend.append(pg.query(pg.raise_sql(decision.error)))
+            self._expect.append(_Pending(_Expect.REFUSED_QUERY))
+            return
+        if decision.action is Action.REWRITE and decision.sql is not None:
+            self._to_backend.append(pg.query(decision.sql))
+        else:
+            self._to_backend.append(data)
+        self._expect.append(_Pending(_Expect.QUERY, decision.command_tag))
+
+    def _carry_out_parse(self, decision: Decision, data: memoryview, parsed: pg.Parse) -> None:
+        if decision.action is Action.REFUSE:
+            # Not forwarded. The error reaches the client after the backend's answers to what
+            # came before it in the batch (the barrier's CloseComplete marks that point).
+            self._discarding = True
+            self._to_backend.append(pg.close_statement(_BARRIER_STATEMENT) + pg.flush())
+            self._expect.append(_Pending(_Expect.BARRIER, error=decision.error))
+            return
+        if decision.command_tag is not None:
+            self._statement_tags[parsed.name] = decision.command_tag
+        else:
+            self._statement_tags.pop(parsed.name, None)
+        # Bind is decoded only while some statement has a tag override.
+        self._reader.inspect = _CLIENT_INSPECT | ({_B} if self._statement_tags else set())
+        if decision.action is Action.REWRITE and decision.sql is not None:
+            self._to_backend.append(pg.parse(parsed.name, decision.sql, parsed.param_types))
+        else:
+            self._to_backend.append(data)
+
+    async def _after_wait(
+        self, wait: Awaitable[Decision], data: memoryview, parsed: str | pg.Parse
+    ) -> None:
+        try:
+            decision = await wait
+        except Exception as exc:  # a rule's failure must not hang the client
+            log.exception("policy wait failed peer=%s user=%s", self.peer, self.user)
+            decision = Decision.refuse(spec.SERVER_UNAVAILABLE)
+            del exc
+        if self.state is _State.CLOSED:
+            return
+        self.resume_client("hold")
+        self._carry_out(decision, data, parsed)
+        self._drain_client()
+
+    def _sync(self, data: memoryview) -> None:
+        if not self._discarding:
+            self._expect.append(_Pending(_Expect.SYNC))
+            self._to_backend.append(data)
+            return
+        self._discarding = False
+        self._to_backend.append(data)
+        if self._last_status == "T":
+            # After the batch's ReadyForQuery, the backend's transaction must be made to fail
+            # too; later client messages wait until then.
+            self._expect.append(_Pending(_Expect.SYNC_REFUSED))
+            self.pause_client("hold")
+        else:
+            self._expect.append(_Pending(_Expect.SYNC))
+
+    # --- backend messages ---------------------------------------------------------------
+
+    def backend_startup(self, kind: int, data: memoryview) -> None:
+        """A message from the backend before its first ReadyForQuery."""
+        if kind == ord("R"):
+            if pg.parse_authentication(data[5:]) != 0:
+                log.error("backend asked for a password user=%s: configure trust auth", self.user)
+                self._refuse(spec.BACKEND_UNAVAILABLE, "backend_auth")
+                return
+            self._write_client(pg.authentication_ok())
+        elif kind == ord("S"):
+            name, _ = pg.parse_parameter_status(data[5:])
+            if name in _REWRITTEN_STATUS:
+                self._write_client(pg.parameter_status(name, _REWRITTEN_STATUS[name]))
+            else:
+                self._write_client(data)
+        elif kind == ord("K"):
+            self.backend_key = pg.parse_backend_key_data(data[5:])
+            self.pid, self.key = self.endpoint._new_key(self)
+            self._write_client(pg.backend_key_data(self.pid, self.key))
+        elif kind == _E:
+            # The backend refused the session (e.g. the role does not exist): its FATAL as is.
+            self._write_client(data)
+            self._refuse_quietly("backend_refused")
+        elif kind == _Z:
+            self._established()
+            self._write_client(data)
+        else:
+            self._write_client(data)
+
+    def _refuse_quietly(self, reason: str) -> None:
+        self.endpoint._refuse(None, self.peer, reason, self.user)
+        self.state = _State.CLOSED
+        self._flush_client(now=True)
+        self._close_backend()
+        assert self.transport is not None
+        self.transport.close()
+
+    def _established(self) -> None:
+        endpoint = self.endpoint
+        self.state = _State.RELAY
+        endpoint._stats.connections_authenticated += 1
+        log.info("connection peer=%s user=%s outcome=accepted", self.peer, self.user)
+        self._reader.inspect = _CLIENT_INSPECT
+        lifetime = endpoint.config.quotas.connection_lifetime_seconds
+        self._timers.append(
+            self._loop.call_at(self.deadline - STARTUP_TIMEOUT_SECONDS + lifetime, self._expire)
+        )
+        self.resume_client("connect")
+        self._loop.call_soon(self._drain_client)
+
+    def backend_message(self, kind: int, data: memoryview) -> None:
+        """A message from the backend in the relay phase (the hot path)."""
+        expect = self._expect
+        head = expect[0] if expect else None
+        if kind == pg.RAW:
+            if head is None or head.kind not in (_Expect.REFUSED_QUERY, _Expect.RAISE):
+                self._to_client.append(data)
+        elif kind == _C:
+            self._command_complete(head, data)
+        elif kind == _Z:
+            self._ready_for_query(data)
+        elif kind == _E:
+            self._error(head, data)
+        elif kind == _CLOSE_COMPLETE:
+            if head is not None and head.kind in (_Expect.CLOSE, _Expect.BARRIER):
+                expect.popleft()
+                if head.kind is _Expect.BARRIER:
+                    assert head.error is not None
+                    self._refusal_sent = True
+                    self._to_client.append(pg.error_response(head.error))
+                    return
+            self._to_client.append(data)
+        else:  # EmptyQueryResponse, PortalSuspended
+            if head is not None and head.kind is _Expect.EXECUTE:
+                expect.popleft()
+            self._to_client.append(data)
+
+    def _command_complete(self, head: _Pending | None, data: memoryview) -> None:
+        assert self.policy is not None
+        tag = pg.parse_command_complete(data[5:])
+        override = None
+        if head is not None and head.kind in (_Expect.EXECUTE, _Expect.QUERY):
+            override = head.tag
+            if head.kind is _Expect.EXECUTE:
+                self._expect.popleft()
+        elif head is not None and head.kind in (_Expect.REFUSED_QUERY, _Expect.RAISE):
+            return
+        self.policy.on_command_complete(tag)
+        if override is not None:
+            self._to_client.append(pg.command_complete(override))
+        else:
+            self._to_client.append(data)
+
+    def _error(self, head: _Pending | None, data: memoryview) -> None:
+        assert self.policy is not None
+        if head is not None and head.kind is _Expect.RAISE:
+            return  # our own raise after a refused batch: the client already has its error
+        if head is not None and head.kind not in _ENDS_AT_READY:
+            # The backend now skips to Sync: drop what it will never answer (a pending barrier
+            # too: the client gets this error instead of the refusal, as PostgreSQL would).
+            while self._expect and self._expect[0].kind not in _ENDS_AT_READY:
+                self._expect.popleft()
+        fields = pg.parse_error_fields(data[5:])
+        rewritten = self.policy.rewrite_error(dict(fields))
+        self._to_client.append(data if rewritten == fields else pg.error_response(rewritten))
+
+    def _ready_for_query(self, data: memoryview) -> None:
+        assert self.policy is not None
+        status = pg.parse_ready_for_query(data[5:])
+        done: _Pending | None = None
+        while self._expect:
+            done = self._expect.popleft()
+            if done.kind in _ENDS_AT_READY:
+                break
+        refused, self._refusal_sent = self._refusal_sent, False
+        if done is not None and done.kind is _Expect.SYNC_REFUSED and refused and status == "T":
+            # Make the backend's transaction fail as the refusal would have: it raises, we swallow
+            # its error, and the client sees its ReadyForQuery 'E'.
+            assert self.backend is not None
+            self._expect.append(_Pending(_Expect.RAISE))
+            self.backend.write(pg.query(pg.raise_sql(spec.TRANSACTION_ABORTED)))
+            return
+        self._last_status = status
+        self.policy.on_ready_for_query(status)
+        self._to_client.append(data)
+        if done is not None and done.kind in (_Expect.SYNC_REFUSED, _Expect.RAISE):
+            self.resume_client("hold")
+            self._loop.call_soon(self._drain_client)
+        if self._lifetime_exceeded and self._idle():
+            self._lifetime_close()
+
+    def backend_lost(self) -> None:
+        """The backend connection dropped (PostgreSQL stopped or crashed)."""
+        self.backend = None
+        if self.state is not _State.CLOSED:
+            self._refuse(spec.BACKEND_LOST, "backend_lost")
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    def _idle(self) -> bool:
+        return self._last_status == "I" and not self._expect and not self._inbox
+
+    def _expire(self) -> None:
+        self._lifetime_exceeded = True
+        if self._idle():
+            self._lifetime_close()
+
+    def _lifetime_close(self) -> None:
+        seconds = self.endpoint.config.quotas.connection_lifetime_seconds
+        log.info("connection peer=%s user=%s outcome=closed reason=lifetime", self.peer, self.user)
+        self.fatal(spec.LIFETIME_EXCEEDED.format(seconds=f"{seconds:g}"))
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _write_client(self, data: bytes | memoryview) -> None:
+        self._to_client.append(data)
+        self._flush_client()
+
+    def _flush_backend(self) -> None:
+        if self._to_backend and self.backend is not None:
+            out = self._to_backend
+            self._to_backend = []
+            self.backend.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _flush_client(self, now: bool = False) -> None:
+        """One write per batch; with simulated latency, the batch is delayed (per round trip)."""
+        if not self._to_client or self.transport is None:
+            return
+        out = self._to_client
+        self._to_client = []
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if self._latency <= 0 or (now and not self._delayed):
+            self.transport.write(data)
+            return
+        self._delayed.append((self._loop.time() + (0 if now else self._latency), bytes(data)))
+        if self._delay_timer is None:
+            self._delay_timer = self._loop.call_at(self._delayed[0][0], self._flush_delayed)
+
+    def _flush_delayed(self) -> None:
+        self._delay_timer = None
+        now = self._loop.time()
+        while self._delayed and self._delayed[0][0] <= now:
+            if self.transport is not None and not self.transport.is_closing():
+                self.transport.write(self._delayed[0][1])
+            self._delayed.popleft()
+        if self._delayed:
+            self._delay_timer = self._loop.call_at(self._delayed[0][0], self._flush_delayed)
+
+
+class _BackendLink(asyncio.Protocol):
+    """The connection to PostgreSQL for one client session."""
+
+    def __init__(self, session: ClientSession) -> None:
+        self.session = session
+        self.transport: asyncio.Transport | None = None
+        self._reader = pg.MessageReader(_BACKEND_STARTUP_INSPECT)
+        self._closed = False
+        self._stats = session.endpoint._stats
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._stats.backend_sessions_open += 1
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        try:
+            frames = self._reader.feed(data)
+        except pg.ProtocolError as exc:
+            log.error("backend protocol error user=%s error=%s", session.user, exc)
+            session.backend_lost()
+            return
+        for kind, frame in frames:
+            if session.state is _State.RELAY:
+                if self._reader.inspect is _BACKEND_STARTUP_INSPECT:
+                    self._reader.inspect = _SERVER_INSPECT
+                session.backend_message(kind, frame)
+            elif session.state is _State.CONNECTING:
+                session.backend_startup(kind, frame)
+            else:
+                return
+        if session.state is _State.RELAY and self._reader.inspect is _BACKEND_STARTUP_INSPECT:
+            self._reader.inspect = _SERVER_INSPECT
+        session._flush_client()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stats.backend_sessions_open -= 1
+        if not self._closed:
+            self._closed = True
+            self.session.backend_lost()
+
+    def pause_writing(self) -> None:
+        self.session.pause_client("flow")
+
+    def resume_writing(self) -> None:
+        self.session.resume_client("flow")
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.resume_reading()
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self.transport is not None and not self._closed:
+            self.transport.write(data)
+
+    def close(self) -> None:
+        """End the backend session now: Terminate, then close."""
+        if self._closed or self.transport is None:
+            return
+        self._closed = True
+        self.transport.write(pg.terminate())
+        self.transport.close()
