@@ -5,6 +5,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+from collections.abc import Callable
+
 import pytest
 
 
@@ -15,3 +19,38 @@ def pytest_configure(config: pytest.Config) -> None:
             "dsqlkit's pytest plugin is not registered: install the package first "
             "(pip install -e '.[dev]')"
         )
+
+
+def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited: only its parent has not reaped it yet.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture
+def port_is_free() -> Callable[..., bool]:
+    """``port_is_free(port)``: whether a TCP port on 127.0.0.1 can be bound (released)."""
+    return _port_is_free
+
+
+@pytest.fixture
+def process_alive() -> Callable[[int], bool]:
+    """``process_alive(pid)``: whether a process is running (not gone, not a zombie)."""
+    return _process_alive

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from dsqlkit.auth.credentials import Credentials
-    from dsqlkit.local.backend import Backend
+    from dsqlkit.local.backend import Backend, ManagedBackend
     from dsqlkit.local.server import Endpoint, EndpointStats
 
 T = TypeVar("T")
@@ -113,7 +113,7 @@ class LocalEndpoint:
     def start(self) -> LocalEndpoint:
         """Start the endpoint with its event loop in a daemon thread; return self."""
         self._check_stopped()
-        loop = _new_event_loop()
+        loop = new_event_loop()
         thread = threading.Thread(
             target=loop.run_forever, name="dsqlkit-local-endpoint", daemon=True
         )
@@ -225,6 +225,11 @@ class LocalEndpoint:
     @property
     def data_dir(self) -> Path:
         return Path(self._running().data_dir)
+
+    @property
+    def backend(self) -> Backend:
+        """The PostgreSQL behind the endpoint, e.g. ``await ep.backend.execute_admin(sql)``."""
+        return self._running().backend
 
     @property
     def credentials(self) -> Credentials:
@@ -350,16 +355,19 @@ class LocalEndpoint:
         return self._call(_async_call(endpoint.stats))
 
     def kill_backend(self) -> None:
-        """Stop PostgreSQL under the running endpoint (clients then see errors). Sync mode."""
-        self._call(self._running().backend.stop())
+        """SIGKILL PostgreSQL under the running endpoint, as a crash would (for fault tests).
+
+        Clients then get errors; :meth:`restart_backend` brings it back with its data.
+        """
+        self._call(_async_call(self._managed_backend().kill))
 
     def restart_backend(self) -> None:
-        """Start PostgreSQL again after :meth:`kill_backend`. Sync mode."""
+        """Start PostgreSQL again after :meth:`kill_backend` (PostgreSQL recovers its data)."""
         self._call(self._running().backend.start())
 
     async def akill_backend(self) -> None:
         """Async twin of :meth:`kill_backend`."""
-        await self._running().backend.stop()
+        self._managed_backend().kill()  # SIGKILL and reap: milliseconds, fine on the loop
 
     async def arestart_backend(self) -> None:
         """Async twin of :meth:`restart_backend`."""
@@ -374,19 +382,7 @@ class LocalEndpoint:
 
     async def areset(self) -> None:
         """Async twin of :meth:`reset`."""
-        import asyncpg
-
-        backend = self._running().backend
-        conn = await asyncpg.connect(
-            host=str(backend.socket_dir),
-            port=backend.port,
-            user=backend.superuser,
-            database=spec.DATABASE,
-        )
-        try:
-            await conn.execute(_RESET_SQL)
-        finally:
-            await conn.close()
+        await self._running().backend.execute_admin(_RESET_SQL)
 
     def __repr__(self) -> str:
         if self._endpoint is None:
@@ -409,6 +405,17 @@ class LocalEndpoint:
                 "or `async with LocalEndpoint() as ep:`"
             )
         return self._endpoint
+
+    def _managed_backend(self) -> ManagedBackend:
+        from dsqlkit.local.backend import ManagedBackend
+
+        backend = self._running().backend
+        if not isinstance(backend, ManagedBackend):
+            raise RuntimeError(
+                f"kill_backend needs a PostgreSQL run by the endpoint (backend 'embedded' or "
+                f"'system'), not {backend!r}"
+            )
+        return backend
 
     def _check_stopped(self) -> None:
         if self._endpoint is not None or self._loop is not None:
@@ -444,12 +451,13 @@ def _make_config(fields: dict[str, Any]) -> EndpointConfig:
     return EndpointConfig(**fields)
 
 
-def _new_event_loop() -> asyncio.AbstractEventLoop:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """The event loop a self-run endpoint uses (sync mode and ``dsqlkit local``).
+
+    The stdlib loop for now: the server's session protocol checks for ``asyncio.Transport``,
+    which uvloop's TLS transports are not; switch to uvloop here once the server accepts them.
+    """
+    return asyncio.new_event_loop()
 
 
 async def _async_call(function: Any) -> Any:
