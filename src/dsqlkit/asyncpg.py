@@ -132,7 +132,10 @@ class AuroraDSQLPool(asyncpg.Pool):
 
     async def _acquire(self, timeout: float | None) -> Any:
         proxy = await super()._acquire(timeout)
-        while self._expired(proxy):  # a new connection is never expired, so this ends
+        # Bounded: with a lifetime shorter than a connect, even new connections are expired.
+        for _ in range(self.get_max_size()):
+            if not self._expired(proxy):
+                break
             logger.debug("asyncpg pool: replacing a connection past max_lifetime")
             await proxy.close()  # asyncpg returns the holder to the pool; it reconnects
             proxy = await super()._acquire(timeout)

@@ -162,13 +162,13 @@ class AuroraDSQLThreadedConnectionPool(pool.ThreadedConnectionPool):
             return self._expiry.get(conn, 0.0) <= time.monotonic()
 
     def getconn(self, key: Any = None) -> Any:
-        """Take a connection; one past its max lifetime is closed and replaced first."""
-        conn = super().getconn(key)
-        while self._expired(conn):  # a new connection is never expired, so this ends
-            logger.debug("psycopg2 pool: replacing a connection past max_lifetime")
-            super().putconn(conn, key, close=True)
-            conn = super().getconn(key)
-        return conn
+        """Take a connection; idle ones past their max lifetime are closed first."""
+        with self._lock:
+            for conn in [c for c in self._pool if self._expired(c)]:
+                logger.debug("psycopg2 pool: closing a connection past max_lifetime")
+                self._pool.remove(conn)
+                conn.close()
+        return super().getconn(key)
 
     def putconn(self, conn: Any, key: Any = None, close: bool = False) -> None:
         """Give a connection back; one past its max lifetime is closed instead of kept."""
