@@ -38,6 +38,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import ctypes
 import importlib.util
 import logging
 import os
@@ -48,6 +49,7 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -286,15 +288,19 @@ class ManagedBackend(Backend):
         """Initialise the data dir if needed, start postgres, wait until it answers, bootstrap."""
         if self.is_running:
             return
-        account = _service_account()
-        await asyncio.to_thread(self._prepare, account)
-        self._process = self._spawn(account)
-        log.info("started PostgreSQL pid %s on %s", self._process.pid, self.socket_path)
-        conn = await self._wait_until_ready()
         try:
-            await self._bootstrap(conn)
-        finally:
-            await conn.close()
+            account = await asyncio.to_thread(_service_account)
+            await asyncio.to_thread(self._prepare, account)
+            self._process = self._spawn(account)
+            log.info("started PostgreSQL pid %s on %s", self._process.pid, self.socket_path)
+            conn = await self._wait_until_ready()
+            try:
+                await self._bootstrap(conn)
+            finally:
+                await conn.close()
+        except BaseException:
+            await self.stop()  # leave no server, socket dir or temporary data behind
+            raise
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Fast shutdown (SIGINT), SIGKILL after ``timeout`` s; remove the socket dir and temp data."""
@@ -418,6 +424,7 @@ class ManagedBackend(Backend):
                 stderr=subprocess.STDOUT,
                 env=_child_env(),
                 start_new_session=True,
+                preexec_fn=_stop_with_parent(),
                 **_as_user(account),
             )
 
@@ -664,6 +671,24 @@ def _child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
     env.update(LC_ALL="C", LANG="C")
     return env
+
+
+def _stop_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to send postgres SIGINT (fast shutdown) when dsqlkit dies.
+
+    Without it, a dsqlkit killed with SIGKILL (or a test run that times out) would leave
+    PostgreSQL running forever. Linux only. The signal goes when the thread that started postgres
+    ends: the endpoint's event loop thread, which lives as long as the endpoint. The function is
+    resolved here, in the parent, so that the child only makes one system call before exec.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigint = 1, int(signal.SIGINT)
+    return lambda: prctl(pr_set_pdeathsig, sigint)
 
 
 def _as_user(account: pwd.struct_passwd | None) -> dict[str, Any]:
