@@ -10,7 +10,7 @@ Emulator decisions:
 - A multi-statement simple query is one implicit transaction: if any of its statements would be
   refused (by the dialect or by the DDL/DML rules across its statements), the whole string is refused
   before anything runs, as a syntax error would be.
-- The transaction age counts from ``BEGIN``; ``ROLLBACK`` is always let through so a session can
+- The transaction age counts from the first answer in the transaction (``BEGIN``'s); ``ROLLBACK`` is always let through so a session can
   leave an old transaction.
 - OC001 is reported once, on the first statement after another session's committed catalog change
   (``ROLLBACK`` and statements of an aborted transaction excepted).
@@ -193,8 +193,6 @@ class DsqlSession(SessionPolicy):
         error = error or self._transaction.admit(statements)
         if error is not None:
             return Decision.refuse(error)
-        if self._status == "I" and any(s.command == "BEGIN" for s in statements):
-            self._started = self._clock()
         if len(statements) == 1 and (statements[0].extension or statements[0].kind is Kind.CALL):
             return self._extension_decision(sql)
         return FORWARD
@@ -232,6 +230,10 @@ class DsqlSession(SessionPolicy):
     def on_ready_for_query(self, status: str) -> None:
         self._status = status
         if status != "I":
+            # The transaction's age counts from its first statement's answer (e.g. BEGIN's): a
+            # Parse answered on its own (status 'I') has not started it yet.
+            if self._started is None:
+                self._started = self._clock()
             return
         if self._catalog_changed and self._catalog is not None:
             self._catalog.bump()
