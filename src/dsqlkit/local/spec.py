@@ -185,3 +185,20 @@ OCC_CODES = ("OC000", "OC001")
 
 # --- Dialect (section 6): messages are kept in dsqlkit.local.dialect, next to the rules ---------
 UNSUPPORTED_SQLSTATE = "0A000"
+
+# --- Asynchronous jobs (section 6) and IAM role mappings (section 2) -----------------------------
+
+#: A job id: 26 lowercase base32 characters.
+JOB_ID = re.compile(r"^[a-z2-7]{26}$")
+JOB_STATUSES = ("submitted", "processing", "completed", "failed")
+WAIT_FOR_JOB_IS_PROCEDURE = DsqlError(
+    "42809", "sys.wait_for_job(text) is a procedure", hint="To call a procedure, use CALL."
+)
+#: Emulator decision: the command tags of AWS IAM GRANT / REVOKE (the real ones are unknown).
+IAM_GRANT_TAG = "AWS IAM GRANT"
+IAM_REVOKE_TAG = "AWS IAM REVOKE"
+INVALID_ARN = DsqlError(
+    "22023",
+    "invalid IAM ARN: {arn}",
+    hint="Give the ARN of an IAM role or user, e.g. 'arn:aws:iam::123456789012:role/app'.",
+)  # emulator decision

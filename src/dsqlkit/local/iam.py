@@ -1,0 +1,168 @@
+"""IAM role mappings (DSQL section 2): AWS IAM GRANT / REVOKE and who may connect as which role.
+
+``AWS IAM GRANT app TO '<arn>'`` is not PostgreSQL syntax: :meth:`IamRoles.decide` recognises it
+with PostgreSQL's scanner (pglast) and rewrites it into a call of ``sys.dsqlkit_iam_grant``
+(``sql/30_iam.sql``), which checks that the caller is admin and that the role exists, records
+the mapping (listed in ``sys.iam_pg_role_mappings``) and notifies the endpoint at commit.
+:meth:`IamRoles.role_allows` answers from a cache of the mappings, reloaded after each change.
+
+Example::
+
+    roles = IamRoles(backend)
+    await roles.start()
+    decision = roles.decide("AWS IAM GRANT app TO 'arn:aws:iam::123456789012:role/app'")
+    assert await roles.role_allows("admin", "arn:aws:iam::123456789012:user/anyone")
+    await roles.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import asyncpg
+from pglast import parse_sql, parser
+
+from dsqlkit.local import spec
+from dsqlkit.local.policy import Decision
+
+CHANNEL = "dsqlkit_iam"
+_COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
+#: IAM role or user ARNs (any partition), and STS assumed-role session ARNs.
+ARN = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/.+|sts::\d{12}:assumed-role/.+/.+)$")
+_ASSUMED_ROLE = re.compile(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/.+$")
+# (keyword after GRANT/REVOKE's role, procedure, command tag)
+_FORMS = {
+    "GRANT": ("TO", "sys.dsqlkit_iam_grant", spec.IAM_GRANT_TAG),
+    "REVOKE": ("FROM", "sys.dsqlkit_iam_revoke", spec.IAM_REVOKE_TAG),
+}
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _role_name(text: str) -> str:
+    """An identifier token's name: quoted as written, unquoted folded to lower case."""
+    if text.startswith('"'):
+        return text[1:-1].replace('""', '"')
+    return text.lower()
+
+
+def _string_value(text: str) -> str | None:
+    """The value of a string constant token ('...', E'...', $$...$$), by PostgreSQL's parser."""
+    try:
+        (raw,) = parse_sql(f"SELECT {text}")
+        stmt: Any = raw.stmt
+        return str(stmt.targetList[0].val.val.sval)
+    except (parser.ParseError, AttributeError, ValueError):
+        return None
+
+
+def parse_iam(sql: str) -> tuple[str, str, str] | None:
+    """Recognise ``AWS IAM GRANT|REVOKE <role> TO|FROM '<arn>'``: (verb, role, arn), else None.
+
+    Raises ``ValueError`` for a malformed statement that starts with AWS IAM.
+    """
+    try:
+        tokens = [t for t in parser.scan(sql) if t.name not in _COMMENTS]
+    except parser.ParseError:
+        return None
+    words = [sql[t.start : t.end + 1] for t in tokens]
+    if [w.upper() for w in words[:2]] != ["AWS", "IAM"]:
+        return None
+    verb = words[2].upper() if len(words) > 2 else ""
+    if verb not in _FORMS:
+        raise ValueError(
+            "expected AWS IAM GRANT <role> TO '<arn>' or AWS IAM REVOKE <role> FROM '<arn>'"
+        )
+    preposition = _FORMS[verb][0]
+    if words[-1] == ";":
+        words, tokens = words[:-1], tokens[:-1]
+    if len(words) != 6 or words[4].upper() != preposition or tokens[5].name != "SCONST":
+        raise ValueError(f"expected AWS IAM {verb} <role> {preposition} '<arn>'")
+    arn = _string_value(words[5])
+    if arn is None or tokens[3].name == "SCONST":
+        raise ValueError(f"expected AWS IAM {verb} <role> {preposition} '<arn>'")
+    return verb, _role_name(words[3]), arn
+
+
+def role_arns(arn: str) -> tuple[str, ...]:
+    """The ARNs a mapping may name for an identity: itself, and for an assumed-role session its role.
+
+    Example: ``role_arns("arn:aws:sts::123456789012:assumed-role/app/s1")`` ends with
+    ``"arn:aws:iam::123456789012:role/app"``.
+    """
+    match = _ASSUMED_ROLE.match(arn)
+    if match is None:
+        return (arn,)
+    partition, account, role = match.groups()
+    return (arn, f"arn:{partition}:iam::{account}:role/{role}")
+
+
+class IamRoles:
+    """The endpoint's IAM role mappings: statements, and the check at connection start.
+
+    ``backend``: a :class:`dsqlkit.local.backend.Backend` (``dsn()``, ``fetch_admin()``).
+    """
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+        self._listener: asyncpg.Connection | None = None
+        self._cache: dict[str, frozenset[str]] | None = None
+        self._generation = 0  # bumped by each change; a load started before it is stale
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Listen for mapping changes (the cache is used only while listening)."""
+        self._listener = await asyncpg.connect(self._backend.dsn())
+        await self._listener.add_listener(CHANNEL, self._invalidate)
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        self._cache = None
+
+    def decide(self, sql: str) -> Decision | None:
+        """The decision for AWS IAM GRANT / REVOKE, or None when ``sql`` is neither."""
+        try:
+            parsed = parse_iam(sql)
+        except ValueError as exc:
+            return Decision.refuse(spec.DsqlError("42601", f"syntax error: {exc}"))
+        if parsed is None:
+            return None
+        verb, role, arn = parsed
+        if not ARN.match(arn):
+            return Decision.refuse(spec.INVALID_ARN.format(arn=arn))
+        _, procedure, tag = _FORMS[verb]
+        self._invalidate()
+        return Decision.rewrite(f"CALL {procedure}({_literal(role)}, {_literal(arn)})", tag)
+
+    async def role_allows(self, role: str, arn: str) -> bool:
+        """Whether IAM identity ``arn`` may connect as ``role``: admin always, others if mapped."""
+        if role == spec.ADMIN_USER:
+            return True
+        mappings = await self._mappings()
+        granted = mappings.get(role, frozenset())
+        return any(candidate in granted for candidate in role_arns(arn))
+
+    async def _mappings(self) -> dict[str, frozenset[str]]:
+        cache = self._cache
+        if cache is not None:
+            return cache
+        async with self._lock:
+            generation = self._generation
+            rows = await self._backend.fetch_admin(
+                "SELECT pg_role_name, array_agg(arn) AS arns FROM sys.iam_pg_role_mappings"
+                " GROUP BY pg_role_name"
+            )
+            loaded = {str(r["pg_role_name"]): frozenset(r["arns"]) for r in rows}
+            if self._listener is not None and generation == self._generation:
+                self._cache = loaded
+            return loaded
+
+    def _invalidate(self, *_: object) -> None:
+        self._generation += 1
+        self._cache = None
