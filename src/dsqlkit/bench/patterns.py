@@ -42,6 +42,8 @@ from dsqlkit.local import spec
 PATTERNS = ("connect", "reuse", "pool")
 IMPLEMENTATIONS = ("dsqlkit", "raw", "official")
 OFFICIAL_DISTRIBUTION = "aurora-dsql-python-connector"
+#: Seconds a psycopg_pool may take to open its first connections before the row fails.
+POOL_OPEN_TIMEOUT = 10.0
 
 
 class Skip(Exception):
@@ -134,6 +136,12 @@ async def _asyncpg_query(conn: Any, sql: str) -> None:
     await conn.fetch(sql)
 
 
+async def _asyncpg_reset(conn: Any) -> None:
+    # asyncpg's default pool reset calls pg_advisory_unlock_all() and UNLISTEN, which DSQL
+    # refuses; the raw pool gets the reset both connectors use, so the rows compare like for like.
+    await conn.execute("RESET ALL")
+
+
 def _psycopg2_autocommit(conn: Any) -> Any:
     # psycopg2.connect takes no autocommit argument; setting it on an idle connection costs no
     # round trip. Without it every SELECT would leave a transaction open on a reused connection.
@@ -163,6 +171,7 @@ class Driver:
     cold_query: str  # the query as code, for the cold-start child process
     prepare: Callable[[Any], Any] = _same
     extra_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    raw_pool_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def pool_methods(self) -> tuple[str, str, str]:
@@ -261,6 +270,7 @@ DRIVERS: dict[str, Driver] = {
         },
         pool_style="asyncpg",
         cold_query="await c.fetch(q)",
+        raw_pool_kwargs={"reset": _asyncpg_reset},
     ),
 }
 
@@ -323,9 +333,11 @@ class Client:
         if style == "threaded":
             return self.pool_fn(size, size, **self.kwargs)
         if style == "asyncpg":
-            return await self.pool_fn(min_size=size, max_size=size, **self.kwargs)
+            extra = self.driver.raw_pool_kwargs if self.implementation == "raw" else {}
+            return await self.pool_fn(min_size=size, max_size=size, **self.kwargs, **extra)
         pool = self.pool_fn(kwargs=self.kwargs, min_size=size, max_size=size, open=False)
-        await _result(pool.open(wait=True))
+        # A bounded wait: psycopg_pool retries failed connections until its timeout.
+        await _result(pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT))
         return pool
 
     async def close_pool(self, pool: Any) -> None:
