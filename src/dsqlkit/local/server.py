@@ -69,7 +69,7 @@ _REWRITTEN_STATUS = {
 
 _Q, _P, _S, _X, _C, _E, _F, _B = (ord(c) for c in "QPSXCEFB")
 _Z, _I, _SUSPENDED, _CLOSE_COMPLETE = ord("Z"), ord("I"), ord("s"), ord("3")
-_CLIENT_INSPECT = frozenset({_Q, _P, _S, _X, _C, _E, _F})
+_CLIENT_INSPECT = frozenset({_Q, _P, _S, _X, _C, _E, _F, _B})
 _SERVER_INSPECT = frozenset({_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE})
 _BACKEND_STARTUP_INSPECT = frozenset({ord("R"), ord("S"), ord("K"), _Z, _E})
 #: A statement name no client uses: closing it is a no-op whose CloseComplete marks a position.
@@ -644,8 +644,9 @@ class ClientSession(asyncio.Protocol):
         elif self._discarding:
             pass  # Bind/Execute/Close after a refused Parse: skipped up to Sync, as PostgreSQL does
         elif kind == _B:
-            portal, statement = pg.parse_bind_names(data[5:])
-            self._tag_portal(portal, self._statement_tags.get(statement))
+            if self._statement_tags or self._portal_tags:  # names decoded only when needed
+                portal, statement = pg.parse_bind_names(data[5:])
+                self._tag_portal(portal, self._statement_tags.get(statement))
             self._to_backend.append(data)
         elif kind == _E:
             tag = self._portal_tags.get(pg.parse_execute_portal(data[5:]))
@@ -704,8 +705,6 @@ class ClientSession(asyncio.Protocol):
             self._statement_tags[parsed.name] = decision.command_tag
         else:
             self._statement_tags.pop(parsed.name, None)
-        # Bind is decoded only while some statement has a tag override.
-        self._reader.inspect = _CLIENT_INSPECT | ({_B} if self._statement_tags else set())
         if decision.action is Action.REWRITE and decision.sql is not None:
             self._to_backend.append(pg.parse(parsed.name, decision.sql, parsed.param_types))
         else:
@@ -844,9 +843,13 @@ class ClientSession(asyncio.Protocol):
             # too: the client gets this error instead of the refusal, as PostgreSQL would).
             while self._expect and self._expect[0].kind not in _ENDS_AT_READY:
                 self._expect.popleft()
-        fields = pg.parse_error_fields(data[5:])
-        rewritten = self.policy.rewrite_error(dict(fields))
-        self._to_client.append(data if rewritten == fields else pg.error_response(rewritten))
+        original = pg.parse_error_fields(data[5:])
+        fields = dict(original)
+        if head is not None and head.kind is _Expect.REFUSED_QUERY:
+            fields.pop("W", None)  # the PL/pgSQL context of sys.dsqlkit_raise: not DSQL's
+        rewritten = self.policy.rewrite_error(fields)
+        # Re-encoded only when changed: the common case forwards the backend's bytes.
+        self._to_client.append(data if rewritten == original else pg.error_response(rewritten))
 
     def _ready_for_query(self, data: memoryview) -> None:
         assert self.policy is not None
