@@ -369,6 +369,11 @@ class Client:
 def make_client(driver_name: str, implementation: str, target: Target) -> Client:
     """Bind a driver and implementation to ``target``. Raises :class:`Skip` for rows that do not
     apply here and ``RuntimeError`` (with the fix) for a driver that is not installed."""
+    if driver_name not in DRIVERS or implementation not in IMPLEMENTATIONS:
+        raise ValueError(
+            f"unknown driver or implementation {driver_name!r}/{implementation!r}: drivers are "
+            f"{', '.join(DRIVERS)}; implementations are {', '.join(IMPLEMENTATIONS)}"
+        )
     driver = DRIVERS[driver_name]
     if importlib.util.find_spec(driver.package) is None:
         raise RuntimeError(
