@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import asyncpg
 import psycopg
@@ -183,3 +185,13 @@ def test_stop_without_start_is_a_no_op():
     ep = LocalEndpoint()
     ep.stop()
     assert "stopped" in repr(ep)
+
+
+def test_plugin_and_package_import_start_nothing():
+    # The pytest11 entry point loads in every user's pytest run: it must not pull in the server.
+    code = (
+        "import sys, dsqlkit.pytest_plugin, dsqlkit.local;"
+        "heavy = {'dsqlkit.local.server', 'dsqlkit.local.backend', 'asyncpg'} & set(sys.modules);"
+        "assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
