@@ -266,8 +266,10 @@ class JobManager:
 
 
 def _details(exc: asyncpg.PostgresError) -> str:
+    """One line for sys.jobs.details: PostgreSQL's message and its detail (the duplicate key)."""
+    message = str(getattr(exc, "message", None) or exc).splitlines()[0]
     detail = getattr(exc, "detail", None)
-    return f"{exc}: {detail}" if detail else str(exc)
+    return f"{message}: {detail}" if detail else message
 
 
 def _submit_sql(request: JobRequest) -> str:
