@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import stat
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -263,9 +265,17 @@ def _system_bin_dir() -> Path | None:
         return None
 
 
+@pytest.fixture
+def reachable_dir() -> Iterator[Path]:
+    """A data dir outside pytest's 0700 tree: PostgreSQL < 18 as root needs a reachable path."""
+    directory = Path(tempfile.mkdtemp(prefix="dsqlkit-test-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.mark.skipif(_system_bin_dir() is None, reason="no system PostgreSQL installed")
-async def test_system_backend(tmp_path: Path) -> None:
-    pg = backend_from_option("system", tmp_path)
+async def test_system_backend(reachable_dir: Path) -> None:
+    pg = backend_from_option("system", reachable_dir)
     assert isinstance(pg, ManagedBackend)
     try:
         await pg.start()
@@ -306,3 +316,17 @@ def test_postgres_stops_when_dsqlkit_is_killed(tmp_path: Path) -> None:
     pg = EmbeddedBackend(tmp_path)
     pg.start_sync()
     pg.stop_sync()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only as root does PostgreSQL run as another user")
+async def test_data_dir_in_a_private_directory_as_root(tmp_path: Path) -> None:
+    """pytest and others keep their dirs at 0700 (and reset them): no chmod of them is needed."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    pg = EmbeddedBackend(private / "data")
+    try:
+        await pg.start()
+        assert await pg.execute_admin("CREATE TABLE t (id bigint)") == "CREATE TABLE"
+    finally:
+        await pg.stop()
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700

