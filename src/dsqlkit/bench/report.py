@@ -48,6 +48,10 @@ _COLD_COLUMNS: list[tuple[str, Any]] = [
 ]
 
 
+#: Left-aligned columns; the others hold numbers and are right-aligned.
+_TEXT_COLUMNS = frozenset({"driver", "pattern", "impl"})
+
+
 def _stat(stats: Stats | None, name: str) -> float | None:
     return None if stats is None else getattr(stats, name)
 
@@ -109,8 +113,8 @@ def _text_table(columns: list[tuple[str, Any]], rows: list[list[str]]) -> str:
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            cell.ljust(width) if index < 3 else cell.rjust(width)
-            for index, (cell, width) in enumerate(zip(cells, widths, strict=True))
+            cell.ljust(width) if heading in _TEXT_COLUMNS else cell.rjust(width)
+            for heading, cell, width in zip(headings, cells, widths, strict=True)
         ).rstrip()
 
     return "\n".join([line(headings), line(["-" * w for w in widths]), *map(line, rows)])
@@ -161,7 +165,7 @@ def to_markdown(report: Report) -> str:
 
 def _markdown_table(columns: list[tuple[str, Any]], rows: list[list[str]]) -> str:
     headings = [name for name, _ in columns]
-    align = ["---" if index < 3 else "---:" for index in range(len(headings))]
+    align = ["---" if heading in _TEXT_COLUMNS else "---:" for heading in headings]
     return "\n".join("| " + " | ".join(cells) + " |" for cells in [headings, align, *rows])
 
 
