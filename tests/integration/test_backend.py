@@ -253,7 +253,10 @@ def test_wrong_bin_dir_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_backend_from_option(tmp_path: Path) -> None:
-    assert isinstance(backend_from_option("embedded", tmp_path), EmbeddedBackend)
+    embedded = backend_from_option("embedded", tmp_path)
+    assert isinstance(embedded, EmbeddedBackend)
+    with pytest.raises(BackendError, match="start"):
+        embedded.dsn()
     with pytest.raises(ValueError, match="use 'embedded', 'system' or a postgresql:// URL"):
         backend_from_option("mysql", tmp_path)
 

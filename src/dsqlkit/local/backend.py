@@ -274,6 +274,8 @@ class ManagedBackend(Backend):
 
     @property
     def host(self) -> str:
+        if self._socket_dir is None:
+            raise BackendError("the backend has no address yet: await its start() first")
         return str(self._socket_dir)
 
     @property
