@@ -25,6 +25,7 @@ import pytest
 from dsqlkit.local import backend as backend_module
 from dsqlkit.local import spec
 from dsqlkit.local.backend import (
+    Backend,
     BackendError,
     EmbeddedBackend,
     ExternalBackend,
@@ -42,6 +43,22 @@ def process_gone(pid: int) -> bool:
         return True
     stat_file = Path(f"/proc/{pid}/stat")
     return not stat_file.exists() or stat_file.read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+async def ssl_request_answer(backend: Backend) -> bytes:
+    """Send an SSLRequest over backend.create_connection() and return PostgreSQL's answer."""
+    answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            answer.set_result(data)
+
+    transport, _ = await backend.create_connection(Probe)
+    try:
+        transport.write(struct.pack("!ii", 8, 80877103))
+        return await asyncio.wait_for(answer, 10)
+    finally:
+        transport.close()
 
 
 @pytest.fixture(scope="module")
@@ -146,18 +163,7 @@ async def test_dsqlkit_raise_defaults_and_public_use(backend: EmbeddedBackend) -
 
 async def test_create_connection_speaks_to_postgres(backend: EmbeddedBackend) -> None:
     """A raw connection for the endpoint's relay: an SSLRequest is answered 'N' (no TLS inside)."""
-    answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-
-    class Probe(asyncio.Protocol):
-        def data_received(self, data: bytes) -> None:
-            answer.set_result(data)
-
-    transport, _ = await backend.create_connection(Probe)
-    try:
-        transport.write(struct.pack("!ii", 8, 80877103))
-        assert await asyncio.wait_for(answer, 10) == b"N"
-    finally:
-        transport.close()
+    assert await ssl_request_answer(backend) == b"N"
 
 
 async def test_admin_helpers(backend: EmbeddedBackend) -> None:
@@ -179,6 +185,20 @@ async def test_external_backend_on_a_running_server(backend: EmbeddedBackend) ->
         await conn.close()
     await external.stop()
     assert backend.is_running
+
+
+async def test_external_backend_over_tcp() -> None:
+    """A server listening on loopback TCP (trust auth from initdb), reached by URL."""
+    served = EmbeddedBackend(None, settings={"listen_addresses": "127.0.0.1"})
+    await served.start()
+    try:
+        external = ExternalBackend(f"postgresql://postgres@127.0.0.1:{served.port}/postgres")
+        await external.start()
+        assert external.socket_dir is None and external.socket_path is None
+        assert external.dsn("admin") == f"postgresql://admin@127.0.0.1:{served.port}/postgres"
+        assert await ssl_request_answer(external) == b"N"
+    finally:
+        await served.stop()
 
 
 async def test_external_backend_unreachable_is_a_clear_error(tmp_path: Path) -> None:
@@ -203,6 +223,11 @@ async def test_restart_keeps_data_and_address(backend: EmbeddedBackend) -> None:
     await backend.restart()
     print(f"\nrestart on an initialised data dir: {time.monotonic() - started:.2f}s")
     assert backend.dsn() == dsn and backend.pid != old_pid
+    assert [r["v"] for r in await backend.fetch_admin("SELECT v FROM kept")] == [7]
+    await backend.stop()
+    assert backend.socket_dir is not None and not backend.socket_dir.exists()
+    await backend.start()  # a persistent data dir: same data, same address
+    assert backend.dsn() == dsn
     assert [r["v"] for r in await backend.fetch_admin("SELECT v FROM kept")] == [7]
 
 

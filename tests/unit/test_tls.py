@@ -180,3 +180,12 @@ def test_certificate_from_another_ca_is_replaced(tmp_path: Path) -> None:
 def test_empty_hostname_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="empty host name"):
         tls.ensure_certificates(tmp_path, [" "])
+
+
+def test_mismatched_ca_files_are_replaced(tmp_path: Path) -> None:
+    tls.ensure_certificates(tmp_path, [DSQL_NAME])
+    other = tmp_path / "other"
+    tls.ensure_certificates(other, [DSQL_NAME])
+    (other / "ca-key.pem").replace(tmp_path / "ca-key.pem")  # key of another CA
+    paths = tls.ensure_certificates(tmp_path, [DSQL_NAME])
+    assert asyncio.run(handshake(paths, DSQL_NAME)).server_sni == DSQL_NAME

@@ -183,7 +183,11 @@ def _load_or_create_ca(
     if cert_path.exists() and key_path.exists():
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        if isinstance(key, ec.EllipticCurvePrivateKey) and cert.not_valid_after_utc > _now():
+        if (
+            isinstance(key, ec.EllipticCurvePrivateKey)
+            and key.public_key() == cert.public_key()  # a pair, not two unrelated files
+            and cert.not_valid_after_utc - RENEW_BEFORE > _now()
+        ):
             return cert, key
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "dsqlkit local endpoint CA")])
