@@ -497,6 +497,10 @@ def test_connection_lifetime(small: Callable[..., Running]) -> None:
 def test_backend_killed_then_restarted(server: Running, backend: Any) -> None:
     conn = server.psycopg()
     backend.kill()
+    # The session's end comes unsolicited (PostgreSQL's backend noticing the postmaster's death,
+    # or the endpoint seeing the socket drop): wait for it without writing.
+    readable, _, _ = select.select([conn.fileno()], [], [], 10)
+    assert readable, "the client was left hanging after the backend died"
     with pytest.raises(psycopg.OperationalError) as lost:
         conn.execute("SELECT 1")
     # A clean FATAL: PostgreSQL's own (57P01) when it got to say it, else the endpoint's.
