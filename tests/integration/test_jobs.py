@@ -142,6 +142,19 @@ def test_waiting_holds_up_no_other_session(connect, table):
     assert index_valid(other, f"{table}_n") is True
 
 
+def test_open_snapshots_do_not_hold_the_build_back(connect, table):
+    """An idle-in-transaction reader, and a waiter inside its own transaction, still get the job."""
+    reader, waiter = connect(), connect()
+    reader.execute("BEGIN")
+    reader.execute(f"SELECT count(*) FROM {table}")  # holds a snapshot and a read lock
+    waiter.execute("BEGIN")
+    waiter.execute("SELECT count(*) FROM sys.jobs")  # its snapshot predates the job
+    job_id = submit(connect(), f"CREATE INDEX ASYNC {table}_s ON {table} (v)")
+    assert bounded(lambda: wait(waiter, job_id)) is True
+    waiter.execute("COMMIT")
+    reader.execute("COMMIT")
+
+
 def test_alter_table_async_validate_constraint(conn, table):
     conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pos CHECK (n > 0) NOT VALID")
     job_id = submit(conn, f"ALTER TABLE ASYNC {table} VALIDATE CONSTRAINT {table}_pos")

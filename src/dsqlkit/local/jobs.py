@@ -6,8 +6,10 @@ PostgreSQL's own scanner and parser (pglast) and rewrites them into a call of
 ``sys.dsqlkit_submit_job`` (``sql/20_jobs.sql``): the job is recorded in ``sys.jobs`` inside the
 client's transaction and the client gets its ``job_id`` with the tag ``CREATE INDEX``. The job
 runs once that transaction commits (its ``pg_notify`` is delivered then): the runner builds the
-index with ``CREATE INDEX CONCURRENTLY`` on its own superuser connection, so writers to the table
-never wait on the build. ``CALL sys.wait_for_job('<id>')`` waits in the endpoint, without holding
+index with a plain ``CREATE INDEX`` on its own superuser connection, taking the table's lock only
+when no open transaction writes to it (a short ``lock_timeout``, retried). Not ``CONCURRENTLY``: that
+waits for every open snapshot in the database, so one idle-in-transaction client, or a client
+waiting for the job inside its own transaction, would hold the build back for ever. ``CALL sys.wait_for_job('<id>')`` waits in the endpoint, without holding
 up the event loop or other sessions, then answers ``succeeded``.
 
 Example::
@@ -77,14 +79,13 @@ def parse_async(sql: str) -> JobRequest | None:
     """Recognise an ASYNC statement; None for anything else. Raises ``ValueError`` if malformed.
 
     Example: ``parse_async("CREATE INDEX ASYNC i ON t (a)").statement ==
-    "CREATE INDEX CONCURRENTLY i ON t (a)"``.
+    "CREATE INDEX  i ON t (a)"``.
     """
     tokens = _tokens(sql)
     words = _words(sql, tokens, 4)
     if words[:3] == ["CREATE", "INDEX", "ASYNC"] or words == ["CREATE", "UNIQUE", "INDEX", "ASYNC"]:
         word = tokens[len(words) - 1 if words[1] == "UNIQUE" else 2]
-        # ASYNC stands where PostgreSQL's CONCURRENTLY goes: the build never blocks writers.
-        statement = sql[: word.start] + "CONCURRENTLY" + sql[word.end + 1 :]
+        statement = sql[: word.start] + sql[word.end + 1 :]
         node = _parse_one(statement, "IndexStmt")
         return JobRequest(
             "INDEX_BUILD", statement, RawStream()(node.relation), node.idxname, INDEX_TAG
@@ -157,8 +158,7 @@ class JobManager:
         """Install ``sys.wait_for_job``, start listening for submitted jobs and run them."""
         async with self._backend.admin_connection() as conn:
             await conn.execute(_wait_for_job_function())
-            # A job left half done by a stopped endpoint runs again (the build is idempotent
-            # once its invalid leftovers are dropped).
+            # A job left half done by a stopped endpoint runs again (its build rolled back).
             await conn.execute(
                 "UPDATE sys.jobs SET status = 'submitted' WHERE status = 'processing'"
             )
@@ -249,20 +249,33 @@ class JobManager:
                 event.set()
 
     async def _execute(self, conn: asyncpg.Connection, job: asyncpg.Record) -> None:
-        before = await conn.fetchval(_INVALID_INDEXES, job["object_id"])
         status, details = "completed", None
         try:
             await conn.execute("SELECT set_config('search_path', $1, false)", job["search_path"])
-            await conn.execute(job["statement"])
+            await _run_when_unlocked(conn, job["statement"])
         except asyncpg.PostgresError as exc:
             status, details = "failed", _details(exc)
-            # A failed CONCURRENTLY build leaves an invalid index behind: drop it.
-            for name in set(await conn.fetchval(_INVALID_INDEXES, job["object_id"])) - set(before):
-                await conn.execute(f"DROP INDEX IF EXISTS {name}")
         finally:
             await conn.execute("RESET search_path")
         await conn.execute(_FINISH, job["job_id"], status, details)
         log.info("job %s %s: %s", job["job_id"], job["job_type"], status)
+
+
+async def _run_when_unlocked(conn: asyncpg.Connection, statement: str) -> None:
+    """Run ``statement``, retrying while it would wait for a lock (an open writer of the table).
+
+    Clients never wait on the job (their own 1 ms lock_timeout); the job never queues for long in
+    front of them either, so a writer meets the build only while the index is being built.
+    """
+    delay = _RETRY_FIRST
+    while True:
+        try:
+            await conn.execute(f"SET lock_timeout = {_LOCK_TIMEOUT_MS}")
+            await conn.execute(statement)
+            return
+        except asyncpg.LockNotAvailableError:
+            await asyncio.sleep(delay)  # until the open writers commit or roll back
+            delay = min(delay * 2, _RETRY_MAX)
 
 
 def _details(exc: asyncpg.PostgresError) -> str:
@@ -311,7 +324,6 @@ _CLAIM = """
 _FINISH = """
     UPDATE sys.jobs SET status = $2, details = $3, update_time = now() WHERE job_id = $1
 """
-_INVALID_INDEXES = """
-    SELECT coalesce(array_agg(indexrelid::regclass::text), '{}')
-    FROM pg_index WHERE indrelid = $1 AND NOT indisvalid
-"""
+_LOCK_TIMEOUT_MS = 20
+_RETRY_FIRST = 0.01
+_RETRY_MAX = 0.2
