@@ -388,7 +388,13 @@ class ManagedBackend(Backend):
                 f"initdb failed (exit {result.returncode}) for {self.pgdata}:\n"
                 f"{(result.stderr or result.stdout).strip()[-2000:]}"
             )
-        scratch.rename(self.pgdata)
+        try:
+            scratch.rename(self.pgdata)
+        except OSError:
+            # Another process initialised it meanwhile (rename onto a non-empty dir fails): use it.
+            shutil.rmtree(scratch, ignore_errors=True)
+            if not (self.pgdata / "PG_VERSION").exists():
+                raise
         log.info("initialised %s in %.1fs", self.pgdata, time.monotonic() - started)
 
     def _check_data_version(self) -> None:
