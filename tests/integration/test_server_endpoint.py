@@ -38,7 +38,13 @@ class LoopThread:
     """An event loop running in a thread; ``run`` executes a coroutine there and waits."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        # uvloop when installed (what `dsqlkit local` runs on); other suites cover the default loop.
+        try:
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        except ImportError:
+            self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
 

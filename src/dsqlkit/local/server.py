@@ -42,7 +42,7 @@ import tempfile
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dsqlkit.auth.sigv4 import TokenRejected, verify_token
 from dsqlkit.local import protocol as pg
@@ -440,8 +440,8 @@ class ClientSession(asyncio.Protocol):
     # --- asyncio callbacks (client side) --------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self.endpoint._register(self)
         self._timers.append(self._loop.call_at(self.deadline, self._startup_timeout))
         ssl_object = transport.get_extra_info("ssl_object")
@@ -945,8 +945,8 @@ class _BackendLink(asyncio.Protocol):
         self._stats = session.endpoint._stats
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
         self._stats.backend_sessions_open += 1
 
     def data_received(self, data: bytes) -> None:
