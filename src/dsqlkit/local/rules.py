@@ -1,16 +1,23 @@
 """DSQL's rules for the local endpoint: dialect, session rules, per-transaction quotas, OCC, jobs, IAM.
 
 :class:`DsqlRules` is the :class:`~dsqlkit.local.policy.EndpointRules` the server uses when dialect
-checks are on: it owns what all sessions share and gives each session a
-:class:`~dsqlkit.local.session.DsqlSession`. Example::
+checks are on: it owns what all sessions share (the catalog version for OC001, the async job
+runner, the IAM role mappings) and gives each session a :class:`~dsqlkit.local.session.DsqlSession`.
+Example::
 
     rules = DsqlRules(EndpointConfig())
+    await rules.start(backend)
     session = rules.session("admin")
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from dsqlkit.local import occ, txn_quotas
 from dsqlkit.local.config import EndpointConfig
+from dsqlkit.local.iam import IamRoles
+from dsqlkit.local.jobs import JobManager
 from dsqlkit.local.policy import EndpointRules, SessionPolicy
 from dsqlkit.local.session import DsqlSession
 
@@ -18,6 +25,40 @@ from dsqlkit.local.session import DsqlSession
 class DsqlRules(EndpointRules):
     def __init__(self, config: EndpointConfig) -> None:
         super().__init__(config)
+        self.occ = occ.OccState()
+        self._jobs: JobManager | None = None
+        self._iam: IamRoles | None = None
+        # Computed once: every backend session of this endpoint gets the same settings.
+        self._backend_parameters = {
+            **occ.BACKEND_PARAMETERS,
+            **txn_quotas.backend_parameters(config.quotas),
+        }
+
+    async def start(self, backend: Any) -> None:
+        self._jobs = JobManager(backend)
+        self._iam = IamRoles(backend)
+        await self._jobs.start()
+        await self._iam.start()
+
+    async def stop(self) -> None:
+        for part in (self._iam, self._jobs):
+            if part is not None:
+                await part.stop()
+        self._jobs = self._iam = None
+
+    def backend_startup_parameters(self) -> dict[str, str]:
+        return dict(self._backend_parameters)
 
     def session(self, user: str) -> SessionPolicy:
-        return DsqlSession(self.config.quotas)
+        extensions = [part.decide for part in (self._jobs, self._iam) if part is not None]
+        return DsqlSession(
+            self.config.quotas,
+            catalog=self.occ,
+            extensions=extensions,
+            rewrite=occ.rewrite_error,
+        )
+
+    async def role_allows(self, role: str, arn: str) -> bool:
+        if self._iam is None:
+            raise RuntimeError("the endpoint's rules are not started")
+        return await self._iam.role_allows(role, arn)
