@@ -83,15 +83,17 @@ def test_psycopg_pool_retries_the_loser(counter):
     stats.reset()
     with dsql_psycopg.create_pool(kwargs=counter, min_size=2, max_size=2) as pool:
         calls = run_two_threads(pool.run_transaction, psycopg_read, psycopg_write)
-    assert len(calls) == 3  # one conflict, one re-run
-    assert stats.snapshot()["occ_retries"] == 1
+    # The loser re-runs at least once; in the emulator it may conflict again with the winner's
+    # uncommitted write (conflicts are found at the statement, see docs/emulator.md).
+    assert len(calls) >= 3
+    assert stats.snapshot()["occ_retries"] == len(calls) - 2
     assert final_value(counter) == 2
 
 
 def test_psycopg2_pool_retries_the_loser(counter):
     with dsql_psycopg2.AuroraDSQLThreadedConnectionPool(2, 2, **counter) as pool:
         calls = run_two_threads(pool.run_transaction, psycopg2_read, psycopg2_write)
-    assert len(calls) == 3
+    assert len(calls) >= 3
     assert final_value(counter) == 2
 
 
@@ -110,7 +112,7 @@ def test_psycopg_transaction_helper_on_single_connections(counter):
     finally:
         for conn in conns:
             conn.close()
-    assert len(calls) == 3
+    assert len(calls) >= 3  # the loser may conflict more than once in the emulator
     assert final_value(counter) == 2
 
 
@@ -142,7 +144,7 @@ async def test_psycopg_async_pool_retries_the_loser(counter):
 
     async with dsql_psycopg.create_async_pool(kwargs=counter, min_size=2, max_size=2) as pool:
         calls = await run_two_tasks(pool.run_transaction, read, write)
-    assert len(calls) == 3
+    assert len(calls) >= 3  # the loser may conflict more than once in the emulator
     assert final_value(counter) == 2
 
 
@@ -155,7 +157,7 @@ async def test_asyncpg_pool_retries_the_loser(counter):
 
     async with await dsql_asyncpg.create_pool(**counter, min_size=2, max_size=2) as pool:
         calls = await run_two_tasks(pool.run_transaction, read, write)
-    assert len(calls) == 3
+    assert len(calls) >= 3  # the loser may conflict more than once in the emulator
     assert final_value(counter) == 2
 
 
