@@ -13,20 +13,22 @@ Importing this package is cheap: the server and PostgreSQL are loaded only when 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from dsqlkit.local.config import EndpointConfig, Quotas
-
+TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the connector's cold start
 if TYPE_CHECKING:
+    from dsqlkit.local.config import EndpointConfig, Quotas
     from dsqlkit.local.endpoint import LocalEndpoint
 
 __all__ = ["EndpointConfig", "LocalEndpoint", "Quotas"]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy so that `import dsqlkit.local.spec` (used by the connector) stays free.
+def __getattr__(name: str) -> object:
+    # Lazy so that `import dsqlkit.local.spec` (used by the connector) loads nothing else.
     if name == "LocalEndpoint":
         from dsqlkit.local.endpoint import LocalEndpoint
 
         return LocalEndpoint
+    if name in ("EndpointConfig", "Quotas"):
+        from dsqlkit.local import config
+
+        return getattr(config, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
