@@ -254,6 +254,8 @@ def _parse(token: str, host: str) -> dict[str, str]:
         raise TokenRejected(
             spec.HINT_MALFORMED.format(what=f"longer than {MAX_TOKEN_LENGTH} characters")
         )
+    if not token.isascii():  # real tokens are percent-encoded; raw bytes would break the checks
+        raise TokenRejected(spec.HINT_MALFORMED.format(what="non-ASCII characters"))
     # botocore writes "host/?", the Go SDK "host?": accept both; the host is compared, not trusted.
     token_host, sep, query = token.partition("?")
     if not sep or token_host.removesuffix("/").lower() != host.lower():
@@ -264,7 +266,9 @@ def _parse(token: str, host: str) -> dict[str, str]:
     for pair in query.split("&"):
         key, eq, value = pair.partition("=")
         if not eq or key not in _KNOWN:
-            raise TokenRejected(spec.HINT_MALFORMED.format(what=f"unexpected parameter {key!r}"))
+            # Cut: the hint goes back to the client, who must not get its kilobytes echoed.
+            shown = key if len(key) <= 40 else key[:40] + "..."
+            raise TokenRejected(spec.HINT_MALFORMED.format(what=f"unexpected parameter {shown!r}"))
         if key in params:
             raise TokenRejected(spec.HINT_MALFORMED.format(what=f"duplicate parameter {key}"))
         params[key] = unquote(value)  # not unquote_plus: "+" in a session token stays "+"
@@ -299,7 +303,11 @@ def _check_claims(params: dict[str, str], region: str) -> tuple[str, str, int, i
             spec.HINT_MALFORMED.format(what=f"credential scope must be <key>/{expected_scope}")
         )
     expires_text = params["X-Amz-Expires"]
-    if not expires_text.isdigit() or not 1 <= int(expires_text) <= spec.TOKEN_MAX_EXPIRES:
+    # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
+    if (
+        not (expires_text.isascii() and expires_text.isdigit())
+        or not 1 <= int(expires_text) <= spec.TOKEN_MAX_EXPIRES
+    ):
         raise TokenRejected(
             spec.HINT_MALFORMED.format(what=f"X-Amz-Expires must be 1..{spec.TOKEN_MAX_EXPIRES}")
         )
