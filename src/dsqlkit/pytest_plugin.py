@@ -51,7 +51,7 @@ def dsql_endpoint() -> Iterator[LocalEndpoint]:
 @pytest.fixture
 def dsql_environ(dsql_endpoint: LocalEndpoint, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The endpoint's environment variables, set for this test only."""
-    from dsqlkit.local.endpoint import CONFLICTING_VARIABLES
+    from dsqlkit.local.address import CONFLICTING_VARIABLES
 
     environ = dsql_endpoint.environ()
     for name, value in environ.items():

@@ -25,6 +25,7 @@ from dsqlkit.bench.runner import BenchConfig, Report, Target, run_benchmark, tim
 from dsqlkit.local import spec
 
 if TYPE_CHECKING:
+    from dsqlkit.local.address import EndpointAddress
     from dsqlkit.local.endpoint import LocalEndpoint
 
 #: The local endpoint's connection-rate quota is lifted for the benchmark: connect-each-time rows
@@ -178,27 +179,30 @@ def _target(args: argparse.Namespace) -> Iterator[tuple[Target, str]]:
     if args.endpoint:
         yield _cluster_target(args), args.endpoint
         return
-    from dsqlkit.local import LocalEndpoint, Quotas
+    from dsqlkit.local import Quotas
+    from dsqlkit.local.process import EndpointProcess
 
     quotas = Quotas(
         connection_rate_per_second=_BENCH_CONNECTION_RATE,
         connection_burst=int(_BENCH_CONNECTION_RATE),
     )
-    print("starting a local endpoint...", file=sys.stderr)
+    print("starting a local endpoint (in its own process)...", file=sys.stderr)
+    # Its own process: the endpoint's CPU time must not be counted as the client's.
     with (
-        LocalEndpoint(
+        EndpointProcess(
             added_latency_ms=args.added_latency_ms,
             connect_delay_ms=args.connect_delay_ms,
             quotas=quotas,
-        ) as endpoint,
-        endpoint.use_environment(),
+        ) as address,
+        address.use_environment(),
     ):
-        yield local_target(endpoint, args.user), _local_label(args)
+        yield local_target(address, args.user), _local_label(args)
 
 
-def local_target(endpoint: LocalEndpoint, user: str = spec.ADMIN_USER) -> Target:
-    """The :class:`Target` of a running :class:`~dsqlkit.local.LocalEndpoint` (whose
-    ``use_environment()`` must be active for the dsqlkit and official rows).
+def local_target(endpoint: LocalEndpoint | EndpointAddress, user: str = spec.ADMIN_USER) -> Target:
+    """The :class:`Target` of a running :class:`~dsqlkit.local.LocalEndpoint` or the address of
+    an :class:`~dsqlkit.local.process.EndpointProcess` (whose ``use_environment()`` must be active
+    for the dsqlkit and official rows).
 
     Example::
 

@@ -27,9 +27,8 @@ import asyncio
 import atexit
 import contextlib
 import dataclasses
-import os
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -40,13 +39,12 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     from dsqlkit.auth.credentials import Credentials
+    from dsqlkit.local.address import EndpointAddress
     from dsqlkit.local.backend import Backend, ManagedBackend
     from dsqlkit.local.server import Endpoint, EndpointStats
 
 T = TypeVar("T")
 
-#: Variables that would mix a real identity into the local one: unset by use_environment().
-CONFLICTING_VARIABLES = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 #: SQL run as the backend superuser by :meth:`LocalEndpoint.reset`: drops what users created in
 #: schema public, in one round trip (views and functions first-class; CASCADE takes dependents).
@@ -232,60 +230,41 @@ class LocalEndpoint:
         return self._running().backend
 
     @property
+    def address(self) -> EndpointAddress:
+        """What clients need (address, CA, local identity, tokens): a plain picklable value."""
+        from dsqlkit.local.address import EndpointAddress
+
+        endpoint = self._running()
+        admin = endpoint.identities.admin_credential
+        return EndpointAddress(
+            host=self.host,
+            port=endpoint.port,
+            region=self.region,
+            hostname=self.hostname,
+            hostnames=self.hostnames,
+            ca_file=Path(endpoint.ca_file),
+            access_key=admin.access_key,
+            secret_key=admin.secret_key,
+        )
+
+    @property
     def credentials(self) -> Credentials:
         """The local-only admin identity's access key and secret (repr hides the secret)."""
-        from dsqlkit.auth.credentials import Credentials
-
-        admin = self._running().identities.admin_credential
-        return Credentials(admin.access_key, admin.secret_key, None)
+        return self.address.credentials
 
     def connect_kwargs(self, user: str = spec.ADMIN_USER, **extra: Any) -> dict[str, Any]:
-        """Keyword arguments for ``dsqlkit.<driver>.connect``; credentials come from
-        :meth:`environ` / :meth:`use_environment` (or the pytest fixture ``dsql_connect_kwargs``).
-
-        Example::
-
-            with ep.use_environment():
-                conn = dsqlkit.psycopg2.connect(**ep.connect_kwargs(application_name="tests"))
+        """Keyword arguments for ``dsqlkit.<driver>.connect``: see
+        :meth:`EndpointAddress.connect_kwargs <dsqlkit.local.address.EndpointAddress.connect_kwargs>`.
         """
-        return {
-            "host": self.host,
-            "port": self.port,
-            "region": self.region,
-            "user": user,
-            "sslrootcert": str(self.ca_file),
-            **extra,
-        }
+        return self.address.connect_kwargs(user, **extra)
 
     def environ(self) -> dict[str, str]:
-        """The environment variables that point AWS SDKs, dsqlkit and libpq at this endpoint.
+        """The AWS_* and PGSSLROOTCERT variables that point clients at this endpoint."""
+        return self.address.environ()
 
-        The access key is the local admin identity's (a local test credential, not an AWS one).
-        Also unset :data:`CONFLICTING_VARIABLES` (``use_environment()`` does both).
-        """
-        creds = self.credentials
-        return {
-            "AWS_ACCESS_KEY_ID": creds.access_key,
-            "AWS_SECRET_ACCESS_KEY": creds.secret_key,
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "PGSSLROOTCERT": str(self.ca_file),
-        }
-
-    @contextlib.contextmanager
-    def use_environment(self) -> Iterator[dict[str, str]]:
-        """Set :meth:`environ` in ``os.environ`` for a ``with`` block, then restore it.
-
-        Process-wide, so not for concurrent threads wanting different identities.
-        """
-        wanted: dict[str, str | None] = {**self.environ()}
-        wanted.update(dict.fromkeys(CONFLICTING_VARIABLES))
-        saved = {name: os.environ.get(name) for name in wanted}
-        _set_environ(wanted)
-        try:
-            yield self.environ()
-        finally:
-            _set_environ(saved)
+    def use_environment(self) -> contextlib.AbstractContextManager[dict[str, str]]:
+        """Set :meth:`environ` in ``os.environ`` for a ``with`` block, then restore it."""
+        return self.address.use_environment()
 
     def token(
         self,
@@ -294,56 +273,16 @@ class LocalEndpoint:
         host: str | None = None,
         expires: int = spec.TOKEN_DEFAULT_EXPIRES,
     ) -> str:
-        """An IAM auth token for ``user`` signed by the local admin identity, for raw drivers.
-
-        ``host`` is the name the client connects to (default ``localhost``): tokens are bound to it.
-
-        Example::
-
-            psycopg2.connect(host=ep.host, port=ep.port, user="admin", dbname="postgres",
-                             password=ep.token(), sslmode="verify-full", sslrootcert=ep.ca_file)
-        """
-        from dsqlkit.auth.sigv4 import presign_token
-
-        creds = self.credentials
-        return presign_token(
-            host=host or self.host,
-            region=self.region,
-            action=spec.action_for_user(user),
-            access_key=creds.access_key,
-            secret_key=creds.secret_key,
-            expires=expires,
-        )
+        """An IAM auth token for ``user`` signed by the local admin identity, for raw drivers."""
+        return self.address.token(user, host=host, expires=expires)
 
     def dsn(self, user: str = spec.ADMIN_USER) -> str:
-        """A libpq connection string with a fresh token as password and verify-full TLS.
-
-        Example: ``psycopg.connect(ep.dsn())``. The token expires after 15 minutes.
-        """
-        params = {
-            "host": self.host,
-            "port": str(self.port),
-            "user": user,
-            "dbname": spec.DATABASE,
-            "sslmode": "verify-full",
-            "sslrootcert": str(self.ca_file),
-            "password": self.token(user),
-        }
-        return " ".join(f"{key}={_conninfo_quote(value)}" for key, value in params.items())
+        """A libpq connection string with a fresh token as password and verify-full TLS."""
+        return self.address.dsn(user)
 
     def asyncpg_kwargs(self, user: str = spec.ADMIN_USER) -> dict[str, Any]:
         """Keyword arguments for a raw ``asyncpg.connect`` (token and verify-full TLS context)."""
-        import ssl
-
-        context = ssl.create_default_context(cafile=str(self.ca_file))
-        return {
-            "host": self.host,
-            "port": self.port,
-            "user": user,
-            "database": spec.DATABASE,
-            "password": self.token(user),
-            "ssl": context,
-        }
+        return self.address.asyncpg_kwargs(user)
 
     # --- observation and fault injection --------------------------------------------------------
 
@@ -454,26 +393,21 @@ def _make_config(fields: dict[str, Any]) -> EndpointConfig:
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """The event loop a self-run endpoint uses (sync mode and ``dsqlkit local``).
 
-    The stdlib loop for now: the server's session protocol checks for ``asyncio.Transport``,
-    which uvloop's TLS transports are not; switch to uvloop here once the server accepts them.
+    uvloop when it is importable (its relay path is several times cheaper per message), else
+    the stdlib loop. Example::
+
+        loop = new_event_loop()
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
     """
-    return asyncio.new_event_loop()
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 async def _async_call(function: Any) -> Any:
     return function()
-
-
-def _set_environ(values: dict[str, str | None]) -> None:
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-
-
-def _conninfo_quote(value: str) -> str:
-    """Quote a libpq conninfo value (single quotes, backslash escapes) when it needs it."""
-    if value and not any(ch in value for ch in " '\\"):
-        return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
