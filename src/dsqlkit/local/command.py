@@ -20,8 +20,9 @@ import shlex
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from dsqlkit.local import spec
 from dsqlkit.local.config import EndpointConfig, Quotas
@@ -163,9 +164,21 @@ def run(args: argparse.Namespace) -> int:
     if config.port and not _port_free(config.listen_host, config.port):
         return _port_taken(config)
     try:
-        return asyncio.run(_serve(config))
+        return _run(_serve(config))
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were installed
         return 0
+
+
+def _run(main: Coroutine[Any, Any, int]) -> int:
+    """``asyncio.run`` on the endpoint's loop (uvloop when installed)."""
+    from dsqlkit.local.endpoint import new_event_loop
+
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(main)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 async def _serve(config: EndpointConfig) -> int:
