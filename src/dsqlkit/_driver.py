@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from dsqlkit import __version__, ratelimit, stats
+from dsqlkit import __version__, ratelimit, stats, telemetry
 from dsqlkit.auth.tokens import TokenFactory
 from dsqlkit.config import ConnectParams, resolve_params
 from dsqlkit.local import spec
@@ -233,12 +233,18 @@ def _hide(exc: BaseException, password: str) -> None:
 
 def open_sync(plan: Plan, open_: Callable[[str], T]) -> T:
     """Open a connection with ``open_(password)``: rate limit, token, backoff on transient refusals."""
+    with telemetry.span("dsqlkit.connect", driver=plan.driver, host=plan.params.host):
+        return _open_sync(plan, open_)
+
+
+def _open_sync(plan: Plan, open_: Callable[[str], T]) -> T:
     backoff = ConnectBackoff(plan.retry)
     while True:
         if plan.limiter is not None:
             plan.limiter.acquire()
         started = time.perf_counter()
-        password = plan.tokens.token()
+        with telemetry.span("dsqlkit.token"):
+            password = plan.tokens.token()
         _count_token(started)
         try:
             connection = open_(password)
@@ -255,12 +261,18 @@ def open_sync(plan: Plan, open_: Callable[[str], T]) -> T:
 
 async def open_async(plan: Plan, open_: Callable[[str], Awaitable[T]]) -> T:
     """Async twin of :func:`open_sync`: never blocks the event loop."""
+    with telemetry.span("dsqlkit.connect", driver=plan.driver, host=plan.params.host):
+        return await _open_async(plan, open_)
+
+
+async def _open_async(plan: Plan, open_: Callable[[str], Awaitable[T]]) -> T:
     backoff = ConnectBackoff(plan.retry)
     while True:
         if plan.limiter is not None:
             await plan.limiter.aacquire()
         started = time.perf_counter()
-        password = await plan.tokens.atoken()
+        with telemetry.span("dsqlkit.token"):
+            password = await plan.tokens.atoken()
         _count_token(started)
         try:
             connection = await open_(password)
