@@ -524,6 +524,14 @@ class ClientSession(asyncio.Protocol):
 
     def _drain_client(self) -> None:
         """Handle queued client frames in order until done or held (a wait, a refusal fix-up)."""
+        try:
+            self._handle_inbox()
+        except pg.ProtocolError as exc:
+            # Also reached from loop callbacks (after a hold or a wait), where nothing else would
+            # catch it: the client must get its error and be closed, not left hanging.
+            self._refuse(exc.error, "protocol")
+
+    def _handle_inbox(self) -> None:
         inbox = self._inbox
         while inbox and "hold" not in self._paused and self.state is not _State.CLOSED:
             kind, data = inbox.popleft()
