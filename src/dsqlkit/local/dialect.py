@@ -225,7 +225,7 @@ class Verdict:
     statements: tuple[Statement, ...]
     syntax_error: bool = False
 
-    @property
+    @functools.cached_property  # read per statement on the relay's hot path
     def refusal(self) -> DsqlError | None:
         """The first refusal among the statements, or None."""
         return next((s.refusal for s in self.statements if s.refusal is not None), None)

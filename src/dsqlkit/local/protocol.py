@@ -189,25 +189,29 @@ class MessageReader:
         return frames
 
     def _split(self, view: memoryview, frames: list[Frame]) -> None:
+        pos = self._split_startup(view, frames) if self.startup else self._split_typed(view, frames)
+        if pos < len(view):
+            self._partial += view[pos:]
+
+    def _split_startup(self, view: memoryview, frames: list[Frame]) -> int:
+        # One startup frame at most: the caller switches modes before the next feed.
+        size = self._startup_size(view, 0)
+        if size == 0 or len(view) < size:
+            return 0
+        frames.append((STARTUP, view[:size]))
+        return size
+
+    def _split_typed(self, view: memoryview, frames: list[Frame]) -> int:
+        # The hot path of the relay: locals instead of attribute lookups in the loop.
+        inspect, max_size, unpack = self.inspect, self.max_size, HEADER.unpack_from
         pos, end = 0, len(view)
         raw_start = -1  # start of the current run of passthrough bytes
-        while pos < end:
-            if self.startup:
-                if frames and frames[-1][0] == STARTUP:
-                    break
-                size = self._startup_size(view, pos)
-                if size == 0 or end - pos < size:
-                    break
-                frames.append((STARTUP, view[pos : pos + size]))
-                pos += size
-                continue
-            if end - pos < 5:
-                break
-            kind, length = HEADER.unpack_from(view, pos)
-            if length < 4 or length > self.max_size:
+        while end - pos >= 5:
+            kind, length = unpack(view, pos)
+            if length < 4 or length > max_size:
                 raise ProtocolError(spec.INVALID_MESSAGE_LENGTH)
             size = length + 1
-            if kind in self.inspect:
+            if kind in inspect:
                 if end - pos < size:
                     break
                 if raw_start >= 0:
@@ -224,8 +228,7 @@ class MessageReader:
             pos += size
         if raw_start >= 0:
             frames.append((RAW, view[raw_start:pos]))
-        if pos < end:
-            self._partial += view[pos:]
+        return pos
 
     def _held_size(self) -> int:
         # Size of the held message when known and bounded, so big messages are not re-copied.
@@ -291,6 +294,13 @@ def parse_bind_names(payload: bytes | memoryview) -> tuple[str, str]:
     portal, pos = _cstring(payload, 0)
     statement, _ = _cstring(payload, pos)
     return portal, statement
+
+
+def parse_close(payload: bytes | memoryview) -> tuple[str, str]:
+    """Close ('C' from the client): (``"S"`` statement or ``"P"`` portal, name)."""
+    if len(payload) < 2:
+        raise ProtocolError(spec.INVALID_MESSAGE_LENGTH)
+    return chr(payload[0]), _cstring(payload, 1)[0]
 
 
 def parse_execute_portal(payload: bytes | memoryview) -> str:

@@ -16,7 +16,8 @@ A thin I/O shell around :mod:`dsqlkit.local.protocol`. For each client connectio
 5. **Relay**: only 5-byte headers are parsed; client Query/Parse/Sync/Close/Execute/Terminate and
    server CommandComplete/ReadyForQuery/ErrorResponse/CloseComplete are decoded; everything else is
    forwarded as byte slices, one write per read. The :class:`~dsqlkit.local.policy.SessionPolicy`
-   is asked about each statement and told about each answer.
+   is asked about each statement (and again when a prepared one is re-run by Bind alone) and told
+   about each answer.
 
 Example::
 
@@ -74,6 +75,11 @@ _SERVER_INSPECT = frozenset({_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE})
 _BACKEND_STARTUP_INSPECT = frozenset({ord("R"), ord("S"), ord("K"), _Z, _E})
 #: A statement name no client uses: closing it is a no-op whose CloseComplete marks a position.
 _BARRIER_STATEMENT = "dsqlkit.barrier"
+#: Named statements whose SQL a session keeps for the policy's check at a later Bind (the oldest
+#: is forgotten beyond this: a client preparing more than this many is checked at Parse only).
+MAX_TRACKED_STATEMENTS = 1000
+#: Command tags after which the backend holds no prepared statement of the session.
+_ALL_STATEMENTS_DROPPED = frozenset({"DISCARD ALL", "DEALLOCATE ALL"})
 
 
 @dataclass
@@ -378,16 +384,24 @@ class _Expect(enum.Enum):
     RAISE = 8  # our raise after a refused batch in a transaction: forward only ReadyForQuery
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Pending:
     kind: _Expect
     tag: str | None = None
     error: spec.DsqlError | None = None
 
 
+#: One shared instance per kind for the common, tagless case: no allocation per message.
+_PENDING = {kind: _Pending(kind) for kind in _Expect}
 _ENDS_AT_READY = frozenset(
     {_Expect.QUERY, _Expect.REFUSED_QUERY, _Expect.SYNC, _Expect.SYNC_REFUSED, _Expect.RAISE}
 )
+#: Expectations whose backend rows and tags the client must not see (our own raises).
+_SILENCED = frozenset({_Expect.REFUSED_QUERY, _Expect.RAISE})
+
+
+def _pending(kind: _Expect, tag: str | None = None) -> _Pending:
+    return _PENDING[kind] if tag is None else _Pending(kind, tag)
 
 
 class ClientSession(asyncio.Protocol):
@@ -428,6 +442,11 @@ class ClientSession(asyncio.Protocol):
         self._last_status = "I"
         self._statement_tags: dict[str, str] = {}
         self._portal_tags: dict[str, str] = {}
+        # Named statements the policy forwarded as they are: their SQL is checked again when a
+        # later Bind runs them without a new Parse (statement caches), except for the first Bind
+        # after the Parse in the same transaction (``_fresh``: already counted at Parse).
+        self._statement_sql: dict[str, str] = {}
+        self._fresh: set[str] = set()
         self._lifetime_exceeded = False
         self._timers: list[asyncio.TimerHandle] = []
         self._delayed: collections.deque[tuple[float, bytes]] = collections.deque()
@@ -652,17 +671,57 @@ class ClientSession(asyncio.Protocol):
         elif self._discarding:
             pass  # Bind/Execute/Close after a refused Parse: skipped up to Sync, as PostgreSQL does
         elif kind == _B:
-            if self._statement_tags or self._portal_tags:  # names decoded only when needed
-                portal, statement = pg.parse_bind_names(data[5:])
+            if self._statement_tags or self._portal_tags or self._statement_sql:
+                portal, statement = pg.parse_bind_names(data[5:])  # decoded only when needed
+                if statement in self._statement_sql and not self._admit_bind(statement):
+                    return
                 self._tag_portal(portal, self._statement_tags.get(statement))
             self._to_backend.append(data)
         elif kind == _E:
             tag = self._portal_tags.get(pg.parse_execute_portal(data[5:]))
-            self._expect.append(_Pending(_Expect.EXECUTE, tag))
+            self._expect.append(_pending(_Expect.EXECUTE, tag))
             self._to_backend.append(data)
         else:  # Close or FunctionCall
-            self._expect.append(_Pending(_Expect.CLOSE if kind == _C else _Expect.QUERY))
+            if kind == _C and self._statement_sql:
+                what, name = pg.parse_close(data[5:])
+                if what == "S":
+                    self._forget_statement(name)
+            self._expect.append(_PENDING[_Expect.CLOSE if kind == _C else _Expect.QUERY])
             self._to_backend.append(data)
+
+    def _admit_bind(self, statement: str) -> bool:
+        """Ask the policy about a prepared statement run again; False: refused (batch skipped)."""
+        if statement in self._fresh:
+            self._fresh.discard(statement)
+            return True
+        assert self.policy is not None
+        decision = self.policy.on_statement(self._statement_sql[statement], extended=True)
+        if decision.action is Action.REFUSE:
+            assert decision.error is not None
+            self._refuse_batch(decision.error)
+            return False
+        # Only plain FORWARDed statements are kept, so the verdict here is FORWARD as well; a
+        # rule's wait (a statement parsed as forwarded cannot have one) is closed, not leaked.
+        close = getattr(decision.wait, "close", None)
+        if close is not None:
+            close()
+        return True
+
+    def _remember_statement(self, name: str, sql: str | None) -> None:
+        """Keep (``sql``) or drop (None) the SQL of named statement ``name``."""
+        if not name:
+            return  # the unnamed statement is re-parsed for each use
+        self._forget_statement(name)
+        if sql is None:
+            return
+        if len(self._statement_sql) >= MAX_TRACKED_STATEMENTS:
+            self._forget_statement(next(iter(self._statement_sql)))
+        self._statement_sql[name] = sql
+        self._fresh.add(name)
+
+    def _forget_statement(self, name: str) -> None:
+        self._statement_sql.pop(name, None)
+        self._fresh.discard(name)
 
     def _tag_portal(self, portal: str, tag: str | None) -> None:
         if tag is None:
@@ -693,22 +752,21 @@ class ClientSession(asyncio.Protocol):
         if decision.action is Action.REFUSE:
             assert decision.error is not None
             self._to_backend.append(pg.query(pg.raise_sql(decision.error)))
-            self._expect.append(_Pending(_Expect.REFUSED_QUERY))
+            self._expect.append(_PENDING[_Expect.REFUSED_QUERY])
             return
         if decision.action is Action.REWRITE and decision.sql is not None:
             self._to_backend.append(pg.query(decision.sql))
         else:
             self._to_backend.append(data)
-        self._expect.append(_Pending(_Expect.QUERY, decision.command_tag))
+        self._expect.append(_pending(_Expect.QUERY, decision.command_tag))
 
     def _carry_out_parse(self, decision: Decision, data: memoryview, parsed: pg.Parse) -> None:
         if decision.action is Action.REFUSE:
-            # Not forwarded. The error reaches the client after the backend's answers to what
-            # came before it in the batch (the barrier's CloseComplete marks that point).
-            self._discarding = True
-            self._to_backend.append(pg.close_statement(_BARRIER_STATEMENT) + pg.flush())
-            self._expect.append(_Pending(_Expect.BARRIER, error=decision.error))
+            assert decision.error is not None
+            self._refuse_batch(decision.error)
             return
+        plain = decision.action is Action.FORWARD and decision.command_tag is None
+        self._remember_statement(parsed.name, parsed.sql if plain else None)
         if decision.command_tag is not None:
             self._statement_tags[parsed.name] = decision.command_tag
         else:
@@ -717,6 +775,14 @@ class ClientSession(asyncio.Protocol):
             self._to_backend.append(pg.parse(parsed.name, decision.sql, parsed.param_types))
         else:
             self._to_backend.append(data)
+
+    def _refuse_batch(self, error: spec.DsqlError) -> None:
+        """Refuse a Parse or Bind: skip the rest of the batch to Sync; ``error`` in its place."""
+        # Not forwarded. The error reaches the client after the backend's answers to what
+        # came before it in the batch (the barrier's CloseComplete marks that point).
+        self._discarding = True
+        self._to_backend.append(pg.close_statement(_BARRIER_STATEMENT) + pg.flush())
+        self._expect.append(_Pending(_Expect.BARRIER, error=error))
 
     async def _after_wait(
         self, wait: Awaitable[Decision], data: memoryview, parsed: str | pg.Parse
@@ -735,18 +801,16 @@ class ClientSession(asyncio.Protocol):
 
     def _sync(self, data: memoryview) -> None:
         if not self._discarding:
-            self._expect.append(_Pending(_Expect.SYNC))
+            self._expect.append(_PENDING[_Expect.SYNC])
             self._to_backend.append(data)
             return
         self._discarding = False
         self._to_backend.append(data)
-        if self._last_status == "T":
-            # After the batch's ReadyForQuery, the backend's transaction must be made to fail
-            # too; later client messages wait until then.
-            self._expect.append(_Pending(_Expect.SYNC_REFUSED))
-            self.pause_client("hold")
-        else:
-            self._expect.append(_Pending(_Expect.SYNC))
+        # If the batch's ReadyForQuery says 'T' (a transaction begun before the batch, or by a
+        # BEGIN earlier in it), the backend's transaction must be made to fail too; later client
+        # messages wait until then.
+        self._expect.append(_PENDING[_Expect.SYNC_REFUSED])
+        self.pause_client("hold")
 
     # --- backend messages ---------------------------------------------------------------
 
@@ -792,6 +856,8 @@ class ClientSession(asyncio.Protocol):
         endpoint._stats.connections_authenticated += 1
         log.info("connection peer=%s user=%s outcome=accepted", self.peer, self.user)
         self._reader.inspect = _CLIENT_INSPECT
+        if self.backend is not None:  # the backend's answers are relayed from now on
+            self.backend._reader.inspect = _SERVER_INSPECT
         lifetime = endpoint.config.quotas.connection_lifetime_seconds
         self._timers.append(
             self._loop.call_at(self.deadline - STARTUP_TIMEOUT_SECONDS + lifetime, self._expire)
@@ -804,7 +870,7 @@ class ClientSession(asyncio.Protocol):
         expect = self._expect
         head = expect[0] if expect else None
         if kind == pg.RAW:
-            if head is None or head.kind not in (_Expect.REFUSED_QUERY, _Expect.RAISE):
+            if head is None or head.kind not in _SILENCED:
                 self._to_client.append(data)
         elif kind == _C:
             self._command_complete(head, data)
@@ -834,9 +900,12 @@ class ClientSession(asyncio.Protocol):
             override = head.tag
             if head.kind is _Expect.EXECUTE:
                 self._expect.popleft()
-        elif head is not None and head.kind in (_Expect.REFUSED_QUERY, _Expect.RAISE):
+        elif head is not None and head.kind in _SILENCED:
             return
         self.policy.on_command_complete(tag)
+        if tag in _ALL_STATEMENTS_DROPPED:
+            self._statement_sql.clear()
+            self._fresh.clear()
         if override is not None:
             self._to_client.append(pg.command_complete(override))
         else:
@@ -872,11 +941,14 @@ class ClientSession(asyncio.Protocol):
             # Make the backend's transaction fail as the refusal would have: it raises, we swallow
             # its error, and the client sees its ReadyForQuery 'E'.
             assert self.backend is not None
-            self._expect.append(_Pending(_Expect.RAISE))
+            self._expect.append(_PENDING[_Expect.RAISE])
             self.backend.write(pg.query(pg.raise_sql(spec.TRANSACTION_ABORTED)))
             return
         self._last_status = status
         self.policy.on_ready_for_query(status)
+        if status == "I" and self._fresh:
+            # The policy forgot what the ended transaction's Parses counted: count at next Bind.
+            self._fresh.clear()
         self._to_client.append(data)
         if done is not None and done.kind in (_Expect.SYNC_REFUSED, _Expect.RAISE):
             self.resume_client("hold")
@@ -965,17 +1037,15 @@ class _BackendLink(asyncio.Protocol):
             log.error("backend protocol error user=%s error=%s", session.user, exc)
             session.backend_lost()
             return
+        relay = _State.RELAY
         for kind, frame in frames:
-            if session.state is _State.RELAY:
-                if self._reader.inspect is _BACKEND_STARTUP_INSPECT:
-                    self._reader.inspect = _SERVER_INSPECT
+            state = session.state
+            if state is relay:
                 session.backend_message(kind, frame)
-            elif session.state is _State.CONNECTING:
+            elif state is _State.CONNECTING:
                 session.backend_startup(kind, frame)
             else:
                 return
-        if session.state is _State.RELAY and self._reader.inspect is _BACKEND_STARTUP_INSPECT:
-            self._reader.inspect = _SERVER_INSPECT
         session._flush_client()
 
     def connection_lost(self, exc: Exception | None) -> None:

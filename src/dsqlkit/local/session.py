@@ -17,8 +17,9 @@ Emulator decisions:
 - A non-whitelisted parameter in the StartupMessage (directly or as ``options=-c name=value``) is
   refused with a FATAL error carrying ``spec.PARAMETER_NOT_SUPPORTED``'s SQLSTATE and text.
 
-Known limit: the policy sees statements at Parse, so a prepared statement executed again later by
-name (Bind/Execute only) is counted for the DDL/DML rules where it was parsed.
+The server asks about each simple Query and Parse, and again at the Bind of a named statement
+run without a new Parse (statement caches), except the first Bind after its Parse in the same
+transaction (see ``dsqlkit.local.server``).
 """
 
 from __future__ import annotations
@@ -70,12 +71,12 @@ class TransactionRules:
 
     def admit(self, statements: Sequence[Statement]) -> DsqlError | None:
         """The refusal for running ``statements`` now; if none, record them in the transaction."""
-        trial = dataclasses.replace(self)
+        saved = (self.in_block, self.has_ddl, self.has_dml)  # a tuple: cheaper than a copy
         for statement in statements:
-            error = trial._step(statement)
+            error = self._step(statement)
             if error is not None:
+                self.in_block, self.has_ddl, self.has_dml = saved
                 return error
-        self.in_block, self.has_ddl, self.has_dml = trial.in_block, trial.has_ddl, trial.has_dml
         return None
 
     def end(self) -> None:
@@ -206,10 +207,10 @@ class DsqlSession(SessionPolicy):
         return spec.TRANSACTION_AGE_EXCEEDED.format(limit=int(self._max_age), age=int(age))
 
     def _schema_refusal(self, statements: Sequence[Statement]) -> DsqlError | None:
-        if self._catalog is None or self._status == "E" or _only_rollback(statements):
+        if self._catalog is None or self._status == "E":
             return None
         version = self._catalog.catalog_version
-        if version == self._seen_version:
+        if version == self._seen_version or _only_rollback(statements):
             return None
         self._seen_version = version  # once: retrying refreshes the session
         return spec.OCC_SCHEMA_CONFLICT
