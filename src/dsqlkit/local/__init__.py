@@ -13,7 +13,8 @@ Importing this package is cheap: the server and PostgreSQL are loaded only when 
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not `typing.TYPE_CHECKING`: importing typing costs the connector's cold start
+# Not `typing.TYPE_CHECKING`: importing typing costs the connector's cold start.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dsqlkit.local.config import EndpointConfig, Quotas
     from dsqlkit.local.endpoint import LocalEndpoint
