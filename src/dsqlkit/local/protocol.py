@@ -291,8 +291,9 @@ def parse_parse(payload: bytes | memoryview) -> Parse:
 
 def parse_bind_names(payload: bytes | memoryview) -> tuple[str, str]:
     """Bind ('B'): (portal name, statement name); parameters are not decoded."""
-    portal, pos = _cstring(payload, 0)
-    statement, _ = _cstring(payload, pos)
+    raw = bytes(payload)  # one copy for both names
+    portal, pos = _cstring(raw, 0)
+    statement, _ = _cstring(raw, pos)
     return portal, statement
 
 

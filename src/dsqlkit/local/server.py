@@ -75,6 +75,8 @@ _SERVER_INSPECT = frozenset({_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE})
 _BACKEND_STARTUP_INSPECT = frozenset({ord("R"), ord("S"), ord("K"), _Z, _E})
 #: A statement name no client uses: closing it is a no-op whose CloseComplete marks a position.
 _BARRIER_STATEMENT = "dsqlkit.barrier"
+#: PostgreSQL's cannot_connect_now (starting up, recovering, shutting down).
+_CANNOT_CONNECT_NOW = "57P03"
 #: Named statements whose SQL a session keeps for the policy's check at a later Bind (the oldest
 #: is forgotten beyond this: a client preparing more than this many is checked at Parse only).
 MAX_TRACKED_STATEMENTS = 1000
@@ -371,8 +373,11 @@ class _State(enum.Enum):
     CLOSED = 5
 
 
-class _Expect(enum.Enum):
-    """What the backend owes the client, in order (so pipelined answers stay matched)."""
+class _Expect(enum.IntEnum):
+    """What the backend owes the client, in order (so pipelined answers stay matched).
+
+    An IntEnum: hashed in C (a plain Enum hashes in Python), and set lookups are on the hot path.
+    """
 
     QUERY = 1  # simple Query or FunctionCall: CommandComplete(s) then ReadyForQuery
     REFUSED_QUERY = 2  # a refusal the backend raises: forward only its error and ReadyForQuery
@@ -551,10 +556,10 @@ class ClientSession(asyncio.Protocol):
             self._refuse(exc.error, "protocol")
 
     def _handle_inbox(self) -> None:
-        inbox = self._inbox
-        while inbox and "hold" not in self._paused and self.state is not _State.CLOSED:
+        inbox, paused, relay = self._inbox, self._paused, _State.RELAY
+        while inbox and "hold" not in paused and self.state is not _State.CLOSED:
             kind, data = inbox.popleft()
-            if self.state is _State.RELAY:
+            if self.state is relay:
                 self._relay_client(kind, data)
             elif self.state is _State.STARTUP and kind == pg.STARTUP:
                 self._startup(pg.parse_startup_packet(data[4:]))
@@ -709,8 +714,9 @@ class ClientSession(asyncio.Protocol):
 
     def _remember_statement(self, name: str, sql: str | None) -> None:
         """Keep (``sql``) or drop (None) the SQL of named statement ``name``."""
-        if not name:
-            return  # the unnamed statement is re-parsed for each use
+        policy_class = type(self.policy)
+        if not name or getattr(policy_class, "on_statement", None) is SessionPolicy.on_statement:
+            return  # unnamed: re-parsed for each use; a policy that forwards all: nothing to ask
         self._forget_statement(name)
         if sql is None:
             return
@@ -833,6 +839,11 @@ class ClientSession(asyncio.Protocol):
             self.pid, self.key = self.endpoint._new_key(self)
             self._write_client(pg.backend_key_data(self.pid, self.key))
         elif kind == _E:
+            if pg.parse_error_fields(data[5:]).get("C") == _CANNOT_CONNECT_NOW:
+                # PostgreSQL is starting or recovering (e.g. after a crash): DSQL's transient
+                # "not running" answer, which connectors retry, not PostgreSQL's own 57P03.
+                self._refuse(spec.BACKEND_UNAVAILABLE, "backend_down")
+                return
             # The backend refused the session (e.g. the role does not exist): its FATAL as is.
             self._write_client(data)
             self._refuse_quietly("backend_refused")
