@@ -938,6 +938,10 @@ class ClientSession(asyncio.Protocol):
         rewritten = self.policy.rewrite_error(fields)
         # Re-encoded only when changed: the common case forwards the backend's bytes.
         self._to_client.append(data if rewritten == original else pg.error_response(rewritten))
+        if original.get("V", original.get("S")) in ("FATAL", "PANIC"):
+            # The backend ends the session (crash, terminate): its FATAL is the only one the
+            # client gets, as from PostgreSQL; backend_lost must not add spec.BACKEND_LOST.
+            self._refuse_quietly("backend_fatal")
 
     def _ready_for_query(self, data: memoryview) -> None:
         assert self.policy is not None
