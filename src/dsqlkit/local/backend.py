@@ -235,6 +235,11 @@ class ManagedBackend(Backend):
     a temporary one, removed by :meth:`stop`. ``max_connections``: PostgreSQL's (load tests need
     a few hundred). ``settings``: more ``-c name=value`` server settings, overriding the defaults.
     ``startup_timeout``: seconds to wait for the server to answer.
+
+    PostgreSQL is tied to the thread that starts it (Linux parent-death signal): it gets a fast
+    shutdown when that thread or the process ends, so a killed dsqlkit leaves no server behind.
+    Start it from a thread that lives as long as the server (the event loop's), not from a
+    short-lived worker thread.
     """
 
     def __init__(
