@@ -263,6 +263,11 @@ def _parts(rows: list[Sequence[Any]], size: int) -> Iterator[list[Sequence[Any]]
         yield rows[i : i + size]
 
 
+def _values(part: list[Sequence[Any]]) -> list[Any]:
+    """The parameters of one multi-row INSERT: the part's rows, flattened."""
+    return [value for row in part for value in row]
+
+
 # --- The batch's bookkeeping (shared by the sync and async loops) ----------------------------
 
 
@@ -325,6 +330,15 @@ class _Run:
     def over_time(self, started: float) -> bool:
         return time.monotonic() - started >= self.max_seconds
 
+    def parts(
+        self, rows: list[Sequence[Any]], size: int, started: float
+    ) -> Iterator[list[Sequence[Any]]]:
+        """The chunk's statements' rows; stops after the part that ran past the time bound."""
+        for part in _parts(rows, size):
+            yield part
+            if self.over_time(started):
+                return
+
     def committed(self, done: int, written: int, started: float) -> None:
         chunk = Chunk(
             len(self.chunks) + 1,
@@ -366,7 +380,7 @@ def _rowcount(tag_or_count: Any) -> int:
     return int(last) if last.isdigit() else 0
 
 
-# --- Sync -----------------------------------------------------------------------------------
+# --- Checks and planning (shared by the sync and async entry points) -------------------------
 
 
 def _is_async(driver: str, target: object) -> bool:
@@ -381,18 +395,65 @@ def _is_async(driver: str, target: object) -> bool:
     return isinstance(target, psycopg_pool.AsyncConnectionPool)
 
 
-def _sync_ops(target: object) -> tuple[str, Any]:
+def _driver(target: object, *, is_async: bool) -> str:
+    """The driver that runs ``target`` (psycopg for its pools); a target of the wrong kind is
+    a TypeError naming the right functions."""
     driver = driver_of(target)
-    if _is_async(driver, target):
-        raise TypeError(f"{type(target).__name__} is asynchronous: use ainsert_many / acopy_rows")
-    if driver == "psycopg_pool":
-        return "psycopg", target
-    return driver, target
+    if _is_async(driver, target) != is_async:
+        kind, use = (
+            ("synchronous", "insert_many / copy_rows")
+            if is_async
+            else ("asynchronous", "ainsert_many / acopy_rows")
+        )
+        raise TypeError(f"{type(target).__name__} is {kind}: use {use}")
+    return "psycopg" if driver == "psycopg_pool" else driver
 
 
 def _is_connection(target: Any) -> bool:
     """A connection (it runs statements itself) rather than a pool."""
     return hasattr(target, "cursor") or hasattr(target, "is_in_transaction")
+
+
+def _check_idle(driver: str, conn: Any) -> None:
+    if driver == "asyncpg":
+        busy = conn.is_in_transaction()
+    elif driver == "psycopg":  # sync and async connections alike
+        import psycopg
+
+        busy = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    else:
+        import psycopg2.extensions as ext
+
+        busy = conn.get_transaction_status() != ext.TRANSACTION_STATUS_IDLE
+    if busy:
+        raise ValueError(
+            "the connection has a transaction open: the batch helpers commit each chunk in "
+            "its own transaction; commit or roll back first"
+        )
+
+
+def _plan(
+    target: Any,
+    table: str | tuple[str, ...],
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    on_conflict: str | None,
+    chunk_rows: int,
+    max_chunk_seconds: float,
+    progress: Progress | None,
+    *,
+    is_async: bool,
+) -> tuple[str, _Statements, _Run]:
+    """Every check made before the first chunk: target, SQL, bounds, no transaction open."""
+    driver = _driver(target, is_async=is_async)
+    statements = _Statements(driver, table, columns, _check_on_conflict(on_conflict))
+    run = _Run(rows, len(statements.columns), chunk_rows, max_chunk_seconds, progress)
+    if _is_connection(target):
+        _check_idle(driver, target)
+    return driver, statements, run
+
+
+# --- Sync -----------------------------------------------------------------------------------
 
 
 @contextlib.contextmanager
@@ -409,22 +470,6 @@ def _borrow(target: Any) -> Iterator[Any]:
     else:  # psycopg_pool
         with target.connection() as conn:
             yield conn
-
-
-def _check_idle_sync(driver: str, conn: Any) -> None:
-    if driver == "psycopg":
-        import psycopg
-
-        busy = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-    else:
-        import psycopg2.extensions as ext
-
-        busy = conn.get_transaction_status() != ext.TRANSACTION_STATUS_IDLE
-    if busy:
-        raise ValueError(
-            "the connection has a transaction open: the batch helpers commit each chunk in "
-            "its own transaction; commit or roll back first"
-        )
 
 
 def _transaction_sync(driver: str) -> Any:
@@ -469,12 +514,10 @@ def _write_sync(
             if copy:
                 done, written = _copy_sync(driver, cur, statements, run, rows, started)
             else:
-                for part in _parts(rows, statements.statement_rows):
-                    cur.execute(statements.insert(len(part)), [v for r in part for v in r])
+                for part in run.parts(rows, statements.statement_rows, started):
+                    cur.execute(statements.insert(len(part)), _values(part))
                     done += len(part)
                     written += _rowcount(cur.rowcount)
-                    if run.over_time(started):
-                        break
         run.body_done = True
         return done, written
 
@@ -485,15 +528,13 @@ def _copy_sync(
     driver: str, cur: Any, statements: _Statements, run: _Run, rows: list[Any], started: float
 ) -> tuple[int, int]:
     done = 0
-    parts = iter(_parts(rows, statements.statement_rows))
+    parts = run.parts(rows, statements.statement_rows, started)
     if driver == "psycopg":
         with cur.copy(statements.copy) as copy:
             for part in parts:
                 for row in part:
                     copy.write_row(row)
                 done += len(part)
-                if run.over_time(started):
-                    break
         return done, _rowcount(cur.rowcount)
     taken: list[int] = []
 
@@ -501,32 +542,16 @@ def _copy_sync(
         for part in parts:
             yield "".join("\t".join(map(_copy_text, row)) + "\n" for row in part)
             taken.append(len(part))
-            if run.over_time(started):
-                return
 
     cur.copy_expert(statements.copy, _LinesReader(lines()))
     return sum(taken), _rowcount(cur.rowcount)
 
 
 def _run_sync(
-    target: Any,
-    table: str | tuple[str, ...],
-    columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-    *,
-    copy: bool,
-    on_conflict: str | None,
-    chunk_rows: int,
-    max_chunk_seconds: float,
-    retry: RetrySetting,
-    progress: Progress | None,
+    driver: str, target: Any, statements: _Statements, run: _Run, *, copy: bool, retry: RetrySetting
 ) -> BatchResult:
-    driver, target = _sync_ops(target)
-    statements = _Statements(driver, table, columns, _check_on_conflict(on_conflict))
-    run = _Run(rows, len(statements.columns), chunk_rows, max_chunk_seconds, progress)
+    """Each chunk in its own transaction, OCC-retried, into the run's account."""
     transaction = _transaction_sync(driver)
-    if _is_connection(target):
-        _check_idle_sync(driver, target)
     while chunk := run.next_rows():
         body = _write_sync(driver, statements, run, chunk, copy)
         try:
@@ -566,18 +591,11 @@ def insert_many(
         insert_many(conn, "events", ["id", "kind"], ((i, "click") for i in range(10_000)),
                     on_conflict="ON CONFLICT (id) DO NOTHING", progress=print)
     """
-    return _run_sync(
-        target,
-        table,
-        columns,
-        rows,
-        copy=False,
-        on_conflict=on_conflict,
-        chunk_rows=chunk_rows,
-        max_chunk_seconds=max_chunk_seconds,
-        retry=retry,
-        progress=progress,
-    )
+    driver, statements, run = _plan(
+        target, table, columns, rows, on_conflict, chunk_rows, max_chunk_seconds, progress,
+        is_async=False,
+    )  # fmt: skip
+    return _run_sync(driver, target, statements, run, copy=False, retry=retry)
 
 
 def copy_rows(
@@ -600,18 +618,10 @@ def copy_rows(
 
         copy_rows(conn, "events", ["id", "kind"], ((i, "click") for i in range(10_000)))
     """
-    return _run_sync(
-        target,
-        table,
-        columns,
-        rows,
-        copy=True,
-        on_conflict=None,
-        chunk_rows=chunk_rows,
-        max_chunk_seconds=max_chunk_seconds,
-        retry=retry,
-        progress=progress,
+    driver, statements, run = _plan(
+        target, table, columns, rows, None, chunk_rows, max_chunk_seconds, progress, is_async=False
     )
+    return _run_sync(driver, target, statements, run, copy=True, retry=retry)
 
 
 # --- Async ----------------------------------------------------------------------------------
@@ -630,18 +640,12 @@ async def _aborrow(target: Any) -> AsyncIterator[Any]:
             yield conn
 
 
-def _check_idle_async(driver: str, conn: Any) -> None:
+def _transaction_async(driver: str) -> Any:
     if driver == "asyncpg":
-        busy = conn.is_in_transaction()
+        from dsqlkit.asyncpg import transaction
     else:
-        import psycopg
-
-        busy = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-    if busy:
-        raise ValueError(
-            "the connection has a transaction open: the batch helpers commit each chunk in "
-            "its own transaction; commit or roll back first"
-        )
+        from dsqlkit.psycopg import atransaction as transaction  # type: ignore[assignment]
+    return transaction
 
 
 def _write_async(
@@ -665,7 +669,7 @@ async def _asyncpg_chunk(
     conn: Any, statements: _Statements, run: _Run, rows: list[Any], copy: bool, started: float
 ) -> tuple[int, int]:
     done = written = 0
-    for part in _parts(rows, statements.statement_rows):
+    for part in run.parts(rows, statements.statement_rows, started):
         if copy:
             *schema, name = statements.table_parts
             tag = await conn.copy_records_to_table(
@@ -675,11 +679,9 @@ async def _asyncpg_chunk(
                 records=part,
             )
         else:
-            tag = await conn.execute(statements.insert(len(part)), *[v for r in part for v in r])
+            tag = await conn.execute(statements.insert(len(part)), *_values(part))
         done += len(part)
         written += _rowcount(tag)
-        if run.over_time(started):
-            break
     return done, written
 
 
@@ -687,49 +689,27 @@ async def _apsycopg_chunk(
     conn: Any, statements: _Statements, run: _Run, rows: list[Any], copy: bool, started: float
 ) -> tuple[int, int]:
     done = written = 0
+    parts = run.parts(rows, statements.statement_rows, started)
     async with conn.cursor() as cur:
         if copy:
             async with cur.copy(statements.copy) as writer:
-                for part in _parts(rows, statements.statement_rows):
+                for part in parts:
                     for row in part:
                         await writer.write_row(row)
                     done += len(part)
-                    if run.over_time(started):
-                        break
             return done, _rowcount(cur.rowcount)
-        for part in _parts(rows, statements.statement_rows):
-            await cur.execute(statements.insert(len(part)), [v for r in part for v in r])
+        for part in parts:
+            await cur.execute(statements.insert(len(part)), _values(part))
             done += len(part)
             written += _rowcount(cur.rowcount)
-            if run.over_time(started):
-                break
     return done, written
 
 
 async def _run_async(
-    target: Any,
-    table: str | tuple[str, ...],
-    columns: Sequence[str],
-    rows: Iterable[Sequence[Any]],
-    *,
-    copy: bool,
-    on_conflict: str | None,
-    chunk_rows: int,
-    max_chunk_seconds: float,
-    retry: RetrySetting,
-    progress: Progress | None,
+    driver: str, target: Any, statements: _Statements, run: _Run, *, copy: bool, retry: RetrySetting
 ) -> BatchResult:
-    driver = driver_of(target)
-    if not _is_async(driver, target):
-        raise TypeError(f"{type(target).__name__} is synchronous: use insert_many / copy_rows")
-    statements = _Statements(driver, table, columns, _check_on_conflict(on_conflict))
-    run = _Run(rows, len(statements.columns), chunk_rows, max_chunk_seconds, progress)
-    if driver == "asyncpg":
-        from dsqlkit.asyncpg import transaction
-    else:
-        from dsqlkit.psycopg import atransaction as transaction  # type: ignore[assignment]
-    if _is_connection(target):
-        _check_idle_async(driver, target)
+    """Async twin of :func:`_run_sync`."""
+    transaction = _transaction_async(driver)
     while chunk := run.next_rows():
         body = _write_async(driver, statements, run, chunk, copy)
         try:
@@ -760,18 +740,11 @@ async def ainsert_many(
 
         await ainsert_many(pool, "events", ["id", "kind"], ((i, "click") for i in range(10_000)))
     """
-    return await _run_async(
-        target,
-        table,
-        columns,
-        rows,
-        copy=False,
-        on_conflict=on_conflict,
-        chunk_rows=chunk_rows,
-        max_chunk_seconds=max_chunk_seconds,
-        retry=retry,
-        progress=progress,
-    )
+    driver, statements, run = _plan(
+        target, table, columns, rows, on_conflict, chunk_rows, max_chunk_seconds, progress,
+        is_async=True,
+    )  # fmt: skip
+    return await _run_async(driver, target, statements, run, copy=False, retry=retry)
 
 
 async def acopy_rows(
@@ -792,15 +765,7 @@ async def acopy_rows(
 
         await acopy_rows(conn, "events", ["id", "kind"], rows)
     """
-    return await _run_async(
-        target,
-        table,
-        columns,
-        rows,
-        copy=True,
-        on_conflict=None,
-        chunk_rows=chunk_rows,
-        max_chunk_seconds=max_chunk_seconds,
-        retry=retry,
-        progress=progress,
+    driver, statements, run = _plan(
+        target, table, columns, rows, None, chunk_rows, max_chunk_seconds, progress, is_async=True
     )
+    return await _run_async(driver, target, statements, run, copy=True, retry=retry)
