@@ -169,6 +169,24 @@ class ReusableConnection:
                 )
             self._in_use = True
 
+    @contextlib.contextmanager
+    def _held(self) -> Iterator[None]:
+        """One caller holds the connection for the block (it is never replaced meanwhile)."""
+        self._take()
+        try:
+            yield
+        finally:
+            self._in_use = False
+
+    @contextlib.contextmanager
+    def _lent(self, conn: Any) -> Iterator[Any]:
+        """``conn`` for the caller's block; an error there marks it suspect (a ping next time)."""
+        try:
+            yield conn
+        except BaseException:
+            self._suspect = True
+            raise
+
     def _opened(self, conn: Any) -> Any:
         now = time.monotonic()
         self._conn, self._born, self._suspect = conn, now, False
@@ -220,16 +238,8 @@ class ReusableConnection:
         An error in the block marks it suspect (one ``SELECT 1`` at the next hand-out).
         """
         self._require(False)
-        self._take()
-        try:
-            conn = self._hand_out()
-            try:
-                yield conn
-            except BaseException:
-                self._suspect = True
-                raise
-        finally:
-            self._in_use = False
+        with self._held(), self._lent(self._hand_out()) as conn:
+            yield conn
 
     def close(self) -> None:
         """Close the held connection (the next :meth:`get` opens a new one)."""
@@ -275,16 +285,8 @@ class ReusableConnection:
     async def aconnection(self) -> AsyncIterator[Any]:
         """Async twin of :meth:`connection`: ``async with reusable.aconnection() as conn:``."""
         self._require(True)
-        self._take()
-        try:
-            conn = await self._ahand_out()
-            try:
-                yield conn
-            except BaseException:
-                self._suspect = True
-                raise
-        finally:
-            self._in_use = False
+        with self._held(), self._lent(await self._ahand_out()) as conn:
+            yield conn
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
