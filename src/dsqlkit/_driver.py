@@ -9,6 +9,7 @@ Nothing here is on the query path: the drivers' own connections are returned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -16,7 +17,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from dsqlkit import __version__, ratelimit, stats, telemetry
@@ -218,7 +219,12 @@ def client_context(sslmode: str, rootcert: str | None = None) -> ssl.SSLContext 
 # --- Opening connections -----------------------------------------------------------------------
 
 
-def _count_token(started: float) -> None:
+@contextlib.contextmanager
+def _token_taken() -> Iterator[None]:
+    """Around taking a token: its span, then its count and time in :mod:`dsqlkit.stats`."""
+    started = time.perf_counter()
+    with telemetry.span("dsqlkit.token"):
+        yield
     stats.add("token_count")
     stats.add("token_seconds", time.perf_counter() - started)
 
@@ -229,6 +235,18 @@ def _hide(exc: BaseException, password: str) -> None:
         exc.args = tuple(
             arg.replace(password, "<token>") if isinstance(arg, str) else arg for arg in exc.args
         )
+
+
+def _retry_delay(exc: Exception, password: str, backoff: ConnectBackoff) -> float | None:
+    """After a failed open: the token hidden from ``exc``, then the wait before the next try
+    (None: not transient, or out of attempts; the caller re-raises)."""
+    _hide(exc, password)
+    return backoff.next_delay(exc)
+
+
+def _opened(connection: T) -> T:
+    stats.add("connections_opened")
+    return connection
 
 
 def open_sync(plan: Plan, open_: Callable[[str], T]) -> T:
@@ -242,20 +260,16 @@ def _open_sync(plan: Plan, open_: Callable[[str], T]) -> T:
     while True:
         if plan.limiter is not None:
             plan.limiter.acquire()
-        started = time.perf_counter()
-        with telemetry.span("dsqlkit.token"):
+        with _token_taken():
             password = plan.tokens.token()
-        _count_token(started)
         try:
             connection = open_(password)
         except Exception as exc:
-            _hide(exc, password)
-            delay = backoff.next_delay(exc)
+            delay = _retry_delay(exc, password, backoff)
             if delay is None:
                 raise
         else:
-            stats.add("connections_opened")
-            return connection
+            return _opened(connection)
         time.sleep(delay)
 
 
@@ -270,20 +284,16 @@ async def _open_async(plan: Plan, open_: Callable[[str], Awaitable[T]]) -> T:
     while True:
         if plan.limiter is not None:
             await plan.limiter.aacquire()
-        started = time.perf_counter()
-        with telemetry.span("dsqlkit.token"):
+        with _token_taken():
             password = await plan.tokens.atoken()
-        _count_token(started)
         try:
             connection = await open_(password)
         except Exception as exc:
-            _hide(exc, password)
-            delay = backoff.next_delay(exc)
+            delay = _retry_delay(exc, password, backoff)
             if delay is None:
                 raise
         else:
-            stats.add("connections_opened")
-            return connection
+            return _opened(connection)
         await asyncio.sleep(delay)
 
 
