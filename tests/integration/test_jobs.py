@@ -106,6 +106,12 @@ def test_create_index_async_builds_after_commit(conn, table):
     assert plan
 
 
+def test_unnamed_async_index_gets_postgresql_s_name(conn, table):
+    job_id = submit(conn, f"create index async on {table} (n)")
+    assert wait(conn, job_id) is True
+    assert index_valid(conn, f"{table}_n_idx") is True
+
+
 def test_failed_unique_build_reports_and_leaves_no_index(conn, table):
     job_id = submit(conn, f"CREATE UNIQUE INDEX ASYNC {table}_vu ON {table} (v)")
     assert wait(conn, job_id) is False

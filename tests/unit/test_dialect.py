@@ -63,6 +63,8 @@ REFUSED = [
     ("CREATE INDEX i ON t (a)", R("sync_index")),
     ("CREATE UNIQUE INDEX i ON t (a)", R("sync_index")),
     ("CREATE INDEX CONCURRENTLY i ON t (a)", R("concurrently")),
+    # A quoted "async" is an index name, so this is a synchronous index.
+    ('CREATE INDEX "async" ON t (a)', R("sync_index")),
     ("CREATE INDEX ASYNC i ON t (a DESC)", R("index_sort")),
     ("CREATE INDEX ASYNC i ON t (a NULLS FIRST)", R("index_sort")),
     ("CREATE INDEX ASYNC i ON t (a text_pattern_ops)", R("index_opclass")),
@@ -171,6 +173,7 @@ SUPPORTED = [
     "ALTER TABLE t ADD CONSTRAINT f FOREIGN KEY (a) REFERENCES p (id) NOT VALID",
     "CREATE INDEX ASYNC i ON t (a, b)",
     "CREATE UNIQUE INDEX ASYNC IF NOT EXISTS i ON t (a)",
+    "CREATE INDEX ASYNC ON t (a)",  # unnamed: PostgreSQL alone would read ASYNC as its name
     "DROP TABLE t",
     "GRANT SELECT ON t TO app",
     "CALL sys.wait_for_job('abc')",

@@ -252,6 +252,12 @@ def classify(sql: str) -> Verdict:
         text = pg.parse_sql_json(sql)
     except pg.ParseError:
         return _classify_extension(sql)
+    if '"idxname":"async"' in text:
+        # `CREATE INDEX ASYNC ON t (a)` parses as a synchronous index named "async": DSQL reads
+        # it as an unnamed asynchronous index. A quoted "async" name stays an ordinary index.
+        verdict = _classify_extension(sql)
+        if verdict is not SYNTAX_ERROR:
+            return verdict
     tree = json.loads(text)
     # The JSON holds string constants too, so these are only cheap pre-filters: the tree decides.
     search = _TreeSearch(
