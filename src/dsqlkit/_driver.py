@@ -297,6 +297,24 @@ async def _open_async(plan: Plan, open_: Callable[[str], Awaitable[T]]) -> T:
         await asyncio.sleep(delay)
 
 
+def commit_or_rollback(conn: Any, callback: Callable[[Any], T], *, autocommit: bool) -> T:
+    """Run ``callback(conn)`` in the transaction open on a sync libpq connection (autocommit
+    off): commit, or roll back and re-raise; then turn autocommit back on if it was."""
+    try:
+        result = callback(conn)
+        conn.commit()
+        return result
+    except BaseException:
+        try:
+            conn.rollback()
+        except Exception as exc:  # a broken connection: the original error matters more
+            logger.debug("rollback failed: %s", type(exc).__name__)
+        raise
+    finally:
+        if autocommit and not conn.closed:
+            conn.autocommit = True
+
+
 def jittered_expiry(max_lifetime: float) -> float:
     """A monotonic deadline ``max_lifetime`` from now, minus up to 5% so a pool's connections
     made together do not all expire together (psycopg_pool's rule)."""

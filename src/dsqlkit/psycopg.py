@@ -53,9 +53,8 @@ __all__ = [
     "transaction",
 ]
 
-apilevel = "2.0"
-threadsafety = 2
-paramstyle = "pyformat"
+#: DB-API module globals: the driver's own.
+apilevel, threadsafety, paramstyle = psycopg.apilevel, psycopg.threadsafety, psycopg.paramstyle
 
 T = TypeVar("T")
 logger = logging.getLogger("dsqlkit")
@@ -123,23 +122,7 @@ def _once(conn: psycopg.Connection[Any], callback: Callable[[psycopg.Connection[
     autocommit = conn.autocommit
     if autocommit:  # the callback's statements must share one transaction
         conn.autocommit = False
-    try:
-        result = callback(conn)
-        conn.commit()
-        return result
-    except BaseException:
-        _rollback_quietly(conn)
-        raise
-    finally:
-        if autocommit and not conn.closed:
-            conn.autocommit = True
-
-
-def _rollback_quietly(conn: psycopg.Connection[Any]) -> None:
-    try:
-        conn.rollback()
-    except Exception as exc:  # the connection may be broken: the original error matters more
-        logger.debug("rollback failed: %s", type(exc).__name__)
+    return _driver.commit_or_rollback(conn, callback, autocommit=autocommit)
 
 
 async def _aonce(

@@ -44,9 +44,8 @@ __all__ = [
     "transaction",
 ]
 
-apilevel = "2.0"
-threadsafety = 2
-paramstyle = "pyformat"
+#: DB-API module globals: the driver's own.
+apilevel, threadsafety, paramstyle = psycopg2.apilevel, psycopg2.threadsafety, psycopg2.paramstyle
 
 T = TypeVar("T")
 Connection = psycopg2.extensions.connection
@@ -83,19 +82,7 @@ def _once(conn: Any, callback: Callable[[Any], T]) -> T:
     """Run ``callback(conn)`` in one transaction: commit, or roll back and raise."""
     autocommit = conn.autocommit
     conn.autocommit = False
-    try:
-        result = callback(conn)
-        conn.commit()
-        return result
-    except BaseException:
-        try:
-            conn.rollback()
-        except Exception as exc:  # a broken connection: the original error matters more
-            logger.debug("rollback failed: %s", type(exc).__name__)
-        raise
-    finally:
-        if autocommit and not conn.closed:
-            conn.autocommit = True
+    return _driver.commit_or_rollback(conn, callback, autocommit=autocommit)
 
 
 def transaction(conn: Any, callback: Callable[[Any], T], *, retry: RetrySetting = True) -> T:
