@@ -7,7 +7,7 @@ CONCURRENTLY waits for it), and every wait is bounded by a timeout that fails th
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,20 +20,6 @@ from dsqlkit.local.jobs import parse_async, parse_wait
 
 HANG = 60.0
 _names = itertools.count()
-
-
-@pytest.fixture
-def connect(dsql_endpoint) -> Iterator[Callable[[], psycopg.Connection]]:
-    opened: list[psycopg.Connection] = []
-
-    def open_one() -> psycopg.Connection:
-        conn = psycopg.connect(dsql_endpoint.dsn(), autocommit=True)
-        opened.append(conn)
-        return conn
-
-    yield open_one
-    for conn in opened:
-        conn.close()
 
 
 @pytest.fixture

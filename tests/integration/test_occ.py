@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,20 +22,6 @@ from dsqlkit.local import occ, spec
 HANG = 30.0  # seconds: a statement still running after this is blocked
 CONFLICT = spec.OCC_DATA_CONFLICT
 _names = itertools.count()
-
-
-@pytest.fixture
-def connect(dsql_endpoint) -> Iterator[Callable[[], psycopg.Connection]]:
-    opened: list[psycopg.Connection] = []
-
-    def open_one() -> psycopg.Connection:
-        conn = psycopg.connect(dsql_endpoint.dsn(), autocommit=True)
-        opened.append(conn)
-        return conn
-
-    yield open_one
-    for conn in opened:
-        conn.close()
 
 
 @pytest.fixture
