@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 
 import pytest
@@ -19,16 +18,6 @@ def pytest_configure(config: pytest.Config) -> None:
             "dsqlkit's pytest plugin is not registered: install the package first "
             "(pip install -e '.[dev]')"
         )
-
-
-def _port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _process_alive(pid: int) -> bool:
@@ -47,7 +36,13 @@ def _process_alive(pid: int) -> bool:
 @pytest.fixture
 def port_is_free() -> Callable[..., bool]:
     """``port_is_free(port)``: whether a TCP port on 127.0.0.1 can be bound (released)."""
-    return _port_is_free
+    # The same bind probe that `dsqlkit local` runs before it listens.
+    from dsqlkit.local.command import _port_free
+
+    def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+        return _port_free(host, port)
+
+    return port_is_free
 
 
 @pytest.fixture
