@@ -10,6 +10,7 @@ import asyncio
 import threading
 
 import pytest
+from tests.threads import run_in_threads
 
 import dsqlkit.asyncpg as dsql_asyncpg
 import dsqlkit.psycopg as dsql_psycopg
@@ -37,7 +38,6 @@ def run_two_threads(run_transaction, read, write):
     """Two threads increment the counter; both read before either writes."""
     barrier = threading.Barrier(2)
     calls = []
-    errors = []
 
     def increment(conn):
         calls.append(threading.get_ident())
@@ -46,18 +46,7 @@ def run_two_threads(run_transaction, read, write):
             barrier.wait(timeout=30)
         write(conn, n + 1)
 
-    def worker():
-        try:
-            run_transaction(increment)
-        except Exception as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
+    assert not run_in_threads(lambda: run_transaction(increment))
     return calls
 
 

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from tests.threads import run_in_threads
 
 import dsqlkit.sqlalchemy as dsa
 from dsqlkit import stats
@@ -105,7 +106,6 @@ def test_run_transaction_retries_a_wrapped_occ_conflict(kwargs):
         dsa.run_transaction(Session, lambda s: s.add(Account(id=1, owner="c", balance=0)))
         barrier = threading.Barrier(2)
         attempts = []
-        errors = []
 
         def increment(session):
             attempts.append(threading.get_ident())
@@ -115,18 +115,10 @@ def test_run_transaction_retries_a_wrapped_occ_conflict(kwargs):
             account.balance += 1
             session.flush()
 
-        def worker():
-            try:
-                dsa.run_transaction(Session, increment, retry=OCCRetryConfig(max_retries=10))
-            except Exception as exc:  # reported below
-                errors.append(exc)
-
         stats.reset()
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        errors = run_in_threads(
+            lambda: dsa.run_transaction(Session, increment, retry=OCCRetryConfig(max_retries=10))
+        )
         assert not errors
         assert len(attempts) >= 3 and stats.snapshot()["occ_retries"] >= 1
         with Session() as session:
