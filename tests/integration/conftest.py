@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 import pytest
@@ -21,3 +22,16 @@ def connect(dsql_endpoint) -> Iterator[Callable[[], psycopg.Connection]]:
     yield open_one
     for conn in opened:
         conn.close()
+
+
+@pytest.fixture
+def kwargs_without_ca(dsql_connect_kwargs) -> dict[str, Any]:
+    """The connect kwargs without the endpoint's CA: the default (system CAs) must refuse it."""
+    return {k: v for k, v in dsql_connect_kwargs.items() if k != "sslrootcert"}
+
+
+@pytest.fixture
+def kwargs_wrong_secret(dsql_connect_kwargs, monkeypatch) -> dict[str, Any]:
+    """The connect kwargs, with a wrong AWS secret key in the environment (after dsql_environ's)."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-" + "x" * 25)
+    return dsql_connect_kwargs

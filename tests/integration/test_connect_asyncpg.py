@@ -32,17 +32,15 @@ async def test_connect_with_sslrequest(dsql_connect_kwargs):
         await conn.close()
 
 
-async def test_wrong_ca_fails(dsql_connect_kwargs):
-    kwargs = {k: v for k, v in dsql_connect_kwargs.items() if k != "sslrootcert"}
+async def test_wrong_ca_fails(kwargs_without_ca):
     with pytest.raises(Exception, match=r"(?i)certificate"):
-        await dsql.connect(**kwargs, connect_retry=None)
+        await dsql.connect(**kwargs_without_ca, connect_retry=None)
 
 
-async def test_wrong_credentials_not_retried(dsql_connect_kwargs, monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-" + "x" * 25)
+async def test_wrong_credentials_not_retried(kwargs_wrong_secret):
     stats.reset()
     with pytest.raises(Exception, match=spec.ACCESS_DENIED.message) as info:
-        await dsql.connect(**dsql_connect_kwargs)
+        await dsql.connect(**kwargs_wrong_secret)
     assert stats.snapshot()["connect_retries"] == 0
     assert "X-Amz-Signature" not in str(info.value)
 

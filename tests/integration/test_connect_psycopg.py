@@ -44,18 +44,16 @@ async def test_connect_async(dsql_connect_kwargs):
         assert await cur.fetchone() == (2,)
 
 
-def test_wrong_ca_fails(dsql_connect_kwargs):
+def test_wrong_ca_fails(kwargs_without_ca):
     # Without the endpoint's CA, the default (the system CAs) must not trust the local cert.
-    kwargs = {k: v for k, v in dsql_connect_kwargs.items() if k != "sslrootcert"}
     with pytest.raises(psycopg.OperationalError, match="certificate"):
-        dsql.connect(**kwargs, connect_retry=None)
+        dsql.connect(**kwargs_without_ca, connect_retry=None)
 
 
-def test_wrong_credentials_not_retried_and_token_hidden(dsql_connect_kwargs, monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-" + "x" * 25)
+def test_wrong_credentials_not_retried_and_token_hidden(kwargs_wrong_secret):
     stats.reset()
     with pytest.raises(psycopg.OperationalError) as info:
-        dsql.connect(**dsql_connect_kwargs)
+        dsql.connect(**kwargs_wrong_secret)
     assert spec.ACCESS_DENIED.message in str(info.value)
     snap = stats.snapshot()
     assert snap["connect_retries"] == 0

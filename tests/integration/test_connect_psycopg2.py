@@ -25,17 +25,15 @@ def test_connect_query_and_tls(dsql_connect_kwargs):
         conn.close()
 
 
-def test_wrong_ca_fails(dsql_connect_kwargs):
-    kwargs = {k: v for k, v in dsql_connect_kwargs.items() if k != "sslrootcert"}
+def test_wrong_ca_fails(kwargs_without_ca):
     with pytest.raises(psycopg2.OperationalError, match="certificate"):
-        dsql.connect(**kwargs, connect_retry=None)
+        dsql.connect(**kwargs_without_ca, connect_retry=None)
 
 
-def test_wrong_credentials_not_retried(dsql_connect_kwargs, monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret-" + "x" * 25)
+def test_wrong_credentials_not_retried(kwargs_wrong_secret):
     stats.reset()
     with pytest.raises(psycopg2.OperationalError) as info:
-        dsql.connect(**dsql_connect_kwargs)
+        dsql.connect(**kwargs_wrong_secret)
     assert spec.ACCESS_DENIED.message in str(info.value)
     assert stats.snapshot()["connect_retries"] == 0
     assert "X-Amz-Signature" not in str(info.value)
