@@ -106,6 +106,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--connect-delay-ms", type=float, default=0.0, help="delay added to each new connection"
     )
     behaviour.add_argument(
+        "--backend-pool",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep up to N idle PostgreSQL sessions (reset with DISCARD ALL) for later clients "
+        "with the same role and startup parameters: faster connects, but pg_backend_pid() can "
+        "repeat across clients; 0 = one new session per client, as DSQL",
+    )
+    behaviour.add_argument(
         "--no-trust-environment",
         action="store_true",
         help="accept only the local identities, not this process's AWS_* credentials",
@@ -124,6 +133,8 @@ def config_from_args(args: argparse.Namespace) -> EndpointConfig:
         raise ValueError(
             f"--cluster-id {args.cluster_id!r} is not a cluster id: use 26 lowercase letters/digits"
         )
+    if args.backend_pool < 0:
+        raise ValueError(f"--backend-pool {args.backend_pool} is negative: use 0 (off) or more")
     quotas = Quotas(
         **{
             field: getattr(args, field_attr(option))
@@ -142,6 +153,7 @@ def config_from_args(args: argparse.Namespace) -> EndpointConfig:
         trust_environment=not args.no_trust_environment,
         dialect_checks=not args.no_dialect_checks,
         added_latency_ms=args.added_latency_ms,
+        backend_pool_size=args.backend_pool,
         connect_delay_ms=args.connect_delay_ms,
         log_level=args.log_level,
     )

@@ -43,6 +43,9 @@ class EndpointConfig:
     AWS credentials in this process's environment.
     ``added_latency_ms``: simulated network round trip added to each client round trip, and
     ``connect_delay_ms`` to each new connection (to model an in-region client).
+    ``backend_pool_size``: idle PostgreSQL sessions kept (reset with ``DISCARD ALL``) for reuse
+    by later clients with the same role and startup parameters; 0 (the default): one new backend
+    session per client connection, as DSQL behaves (``pg_backend_pid()`` never repeats).
     """
 
     region: str = "us-east-1"
@@ -58,6 +61,14 @@ class EndpointConfig:
     added_latency_ms: float = 0.0
     connect_delay_ms: float = 0.0
     log_level: str = "WARNING"
+    backend_pool_size: int = 0
+
+    def __post_init__(self) -> None:
+        size = self.backend_pool_size
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise ValueError(
+                f"backend_pool_size must be an integer >= 0 (0 turns pooling off), got {size!r}"
+            )
 
     @property
     def dsql_hostname(self) -> str:

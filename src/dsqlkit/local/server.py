@@ -49,6 +49,7 @@ from dsqlkit.auth.sigv4 import TokenRejected, verify_token
 from dsqlkit.local import protocol as pg
 from dsqlkit.local import spec
 from dsqlkit.local.backend import Backend, backend_from_option
+from dsqlkit.local.backend_pool import BackendPool, ParkedSession, PoolKey, pool_key
 from dsqlkit.local.config import EndpointConfig, Quotas
 from dsqlkit.local.identities import Identities
 from dsqlkit.local.policy import Action, Decision, EndpointRules, SessionPolicy, rules_for
@@ -82,6 +83,9 @@ _CANNOT_CONNECT_NOW = "57P03"
 MAX_TRACKED_STATEMENTS = 1000
 #: Command tags after which the backend holds no prepared statement of the session.
 _ALL_STATEMENTS_DROPPED = frozenset({"DISCARD ALL", "DEALLOCATE ALL"})
+#: How a backend session is reset before it is parked for another client (backend_pool).
+_RESET = pg.query("DISCARD ALL")
+_READY_IDLE = pg.ready_for_query("I")
 
 
 @dataclass
@@ -89,7 +93,11 @@ class EndpointStats:
     """Counters of one endpoint (tests use them to check that nothing leaks)."""
 
     client_sessions_open: int = 0
+    #: Backend sessions attached to a client (parked ones are ``backend_sessions_pooled``).
     backend_sessions_open: int = 0
+    backend_sessions_pooled: int = 0
+    backend_sessions_reused: int = 0
+    backend_sessions_opened: int = 0
     connections_accepted: int = 0
     connections_authenticated: int = 0
     connections_refused: dict[str, int] = field(default_factory=dict)
@@ -142,6 +150,7 @@ class Endpoint:
         self._accept_task: asyncio.Task[None] | None = None
         self._started_backend = False
         self._contexts: dict[bool, ssl.SSLContext] = {}
+        self._backend_pool: BackendPool[_BackendLink] = BackendPool(config.backend_pool_size)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.host}:{self.port} region={self.region}>"
@@ -185,6 +194,7 @@ class Endpoint:
         for session in list(self._sessions):
             session.fatal(spec.ADMIN_SHUTDOWN)
         await self._wait_sessions_closed()
+        self._backend_pool.clear()
         await self.rules.stop()
         if self._started_backend:
             await self.backend.stop()
@@ -205,6 +215,8 @@ class Endpoint:
         snapshot = EndpointStats(**vars(self._stats))
         snapshot.connections_refused = dict(self._stats.connections_refused)
         snapshot.client_sessions_open = len(self._sessions)
+        snapshot.backend_sessions_pooled = len(self._backend_pool)
+        snapshot.backend_sessions_reused = self._backend_pool.reused
         return snapshot
 
     # --- accept and pre-TLS negotiation -----------------------------------------------------
@@ -435,6 +447,10 @@ class ClientSession(asyncio.Protocol):
         self.backend_key: tuple[int, bytes] | None = None
         self.transport: asyncio.Transport | None = None
         self.backend: _BackendLink | None = None
+        # With the backend pool on: the key of this client's backend session and the
+        # ParameterStatus frames its startup sent (the answer a later client of it gets).
+        self._pool_key: PoolKey = ()
+        self._startup_status: list[bytes] = []
         self._loop = asyncio.get_running_loop()
         self._reader = pg.MessageReader(frozenset({ord("p")}), startup=True)
         self._inbox: collections.deque[pg.Frame] = collections.deque()
@@ -487,8 +503,8 @@ class ClientSession(asyncio.Protocol):
             self._refuse(exc.error, "protocol")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._release_backend()
         self.state = _State.CLOSED
-        self._close_backend()
         for timer in self._timers:
             timer.cancel()
         if self._delay_timer is not None:
@@ -543,6 +559,36 @@ class ClientSession(asyncio.Protocol):
         backend, self.backend = self.backend, None
         if backend is not None:
             backend.close()
+
+    def _release_backend(self) -> None:
+        """The client left: reset and park its backend session when it can be reused, else end it."""
+        backend = self.backend
+        if (
+            backend is None
+            or not self._reusable()
+            or not self.endpoint._backend_pool.start_reset(backend)
+        ):
+            self._close_backend()
+            return
+        assert self.backend_key is not None
+        self.backend = None
+        backend.reset(
+            ParkedSession(backend, tuple(self._startup_status), self.backend_key), self._pool_key
+        )
+
+    def _reusable(self) -> bool:
+        """Idle between transactions with nothing in flight: a DISCARD ALL can clean it."""
+        assert self.backend is not None
+        return (
+            self.state is _State.RELAY
+            and self._idle()
+            and not self._discarding
+            and not self._refusal_sent
+            and not self._to_backend
+            and "hold" not in self._paused
+            and self.backend.is_open()
+            and not self.backend._reader.buffered
+        )
 
     # --- client messages -----------------------------------------------------------------
 
@@ -636,6 +682,13 @@ class ClientSession(asyncio.Protocol):
             return
         if self.state is _State.CLOSED:
             return
+        parameters = self._backend_parameters()
+        if endpoint._backend_pool.enabled:
+            self._pool_key = pool_key(parameters)
+            parked = endpoint._backend_pool.take(self._pool_key)
+            if parked is not None:
+                self._resume_parked(parked)
+                return
         try:
             _, link = await endpoint.backend.create_connection(lambda: _BackendLink(self))
         except OSError as exc:
@@ -648,7 +701,19 @@ class ClientSession(asyncio.Protocol):
             link.close()
             return
         self.backend = link
-        link.write(pg.startup_message(self._backend_parameters()))
+        link.write(pg.startup_message(parameters))
+
+    def _resume_parked(self, parked: ParkedSession[_BackendLink]) -> None:
+        """Answer the startup from a parked session: its ParameterStatus, our fresh cancel key."""
+        parked.link.attach(self)
+        self.backend = parked.link
+        self.backend_key = parked.backend_key
+        self._startup_status = list(parked.status_frames)
+        self.pid, self.key = self.endpoint._new_key(self)
+        self._to_client += [pg.authentication_ok(), *parked.status_frames]
+        self._to_client.append(pg.backend_key_data(self.pid, self.key))
+        self._established()
+        self._write_client(_READY_IDLE)
 
     def _backend_parameters(self) -> dict[str, str]:
         params = {"user": self.user, "database": spec.DATABASE}
@@ -669,7 +734,7 @@ class ClientSession(asyncio.Protocol):
         elif kind == _S:
             self._sync(data)
         elif kind == _X:
-            self._close_backend()
+            self._release_backend()
             self.state = _State.CLOSED
             assert self.transport is not None
             self.transport.close()
@@ -830,10 +895,12 @@ class ClientSession(asyncio.Protocol):
             self._write_client(pg.authentication_ok())
         elif kind == ord("S"):
             name, _ = pg.parse_parameter_status(data[5:])
+            status: bytes | memoryview = data
             if name in _REWRITTEN_STATUS:
-                self._write_client(pg.parameter_status(name, _REWRITTEN_STATUS[name]))
-            else:
-                self._write_client(data)
+                status = pg.parameter_status(name, _REWRITTEN_STATUS[name])
+            if self._pool_key:  # kept with the session if it is parked later
+                self._startup_status.append(bytes(status))
+            self._write_client(status)
         elif kind == ord("K"):
             self.backend_key = pg.parse_backend_key_data(data[5:])
             self.pid, self.key = self.endpoint._new_key(self)
@@ -974,6 +1041,8 @@ class ClientSession(asyncio.Protocol):
     def backend_lost(self) -> None:
         """The backend connection dropped (PostgreSQL stopped or crashed)."""
         self.backend = None
+        # Parked sessions are likely dead too: never hand them out (they reconnect fresh).
+        self.endpoint._backend_pool.clear()
         if self.state is not _State.CLOSED:
             self._refuse(spec.BACKEND_LOST, "backend_lost")
 
@@ -1030,22 +1099,30 @@ class ClientSession(asyncio.Protocol):
 
 
 class _BackendLink(asyncio.Protocol):
-    """The connection to PostgreSQL for one client session."""
+    """The connection to PostgreSQL for one client session (or parked, without one)."""
 
     def __init__(self, session: ClientSession) -> None:
-        self.session = session
+        self.session: ClientSession | None = session
         self.transport: asyncio.Transport | None = None
         self._reader = pg.MessageReader(_BACKEND_STARTUP_INSPECT)
         self._closed = False
         self._stats = session.endpoint._stats
+        self._pool = session.endpoint._backend_pool
+        # Being reset for the pool: what to park once DISCARD ALL is answered, and under what key.
+        self._resetting: tuple[ParkedSession[_BackendLink], PoolKey] | None = None
+        self._discarded = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self.transport = cast(asyncio.Transport, transport)
         self._stats.backend_sessions_open += 1
+        self._stats.backend_sessions_opened += 1
 
     def data_received(self, data: bytes) -> None:
         session = self.session
+        if session is None:
+            self._detached_data(data)
+            return
         try:
             frames = self._reader.feed(data)
         except pg.ProtocolError as exc:
@@ -1064,16 +1141,67 @@ class _BackendLink(asyncio.Protocol):
         session._flush_client()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stats.backend_sessions_open -= 1
+        session, self.session = self.session, None
+        if session is None:  # parked or being reset
+            self._pool.discard(self)
+        else:
+            self._stats.backend_sessions_open -= 1
         if not self._closed:
             self._closed = True
-            self.session.backend_lost()
+            if session is not None:
+                session.backend_lost()
 
     def pause_writing(self) -> None:
-        self.session.pause_client("flow")
+        if self.session is not None:
+            self.session.pause_client("flow")
 
     def resume_writing(self) -> None:
-        self.session.resume_client("flow")
+        if self.session is not None:
+            self.session.resume_client("flow")
+
+    # --- the backend pool -------------------------------------------------------------------
+
+    def is_open(self) -> bool:
+        return not self._closed and self.transport is not None and not self.transport.is_closing()
+
+    def reset(self, parked: ParkedSession[_BackendLink], key: PoolKey) -> None:
+        """Detach from the client and send DISCARD ALL; parked under ``key`` if it succeeds."""
+        self.session = None
+        self._stats.backend_sessions_open -= 1
+        self._resetting = (parked, key)
+        self._discarded = False
+        self.resume_reading()  # the client's flow control no longer applies
+        self.write(_RESET)
+
+    def attach(self, session: ClientSession) -> None:
+        """Serve ``session`` (taken from the pool)."""
+        self.session = session
+        self._stats.backend_sessions_open += 1
+
+    def _detached_data(self, data: bytes) -> None:
+        """Answers to our DISCARD ALL; anything else (e.g. a FATAL while parked) drops the session."""
+        try:
+            frames = self._reader.feed(data)
+        except pg.ProtocolError:
+            frames = None
+        if frames is None or not all(self._reset_answer(kind, frame) for kind, frame in frames):
+            self._resetting = None
+            self._pool.discard(self, close=True)
+
+    def _reset_answer(self, kind: int, frame: memoryview) -> bool:
+        """Handle one frame while detached; False: unexpected, the session must go."""
+        if self._resetting is None:
+            return False  # parked sessions get no messages
+        if kind == pg.RAW:
+            return True  # ParameterStatus or a notice from the reset
+        if kind == _C and not self._discarded:
+            self._discarded = pg.parse_command_complete(frame[5:]) == "DISCARD ALL"
+            return self._discarded
+        if kind != _Z or not self._discarded or pg.parse_ready_for_query(frame[5:]) != "I":
+            return False
+        parked, key = self._resetting
+        self._resetting = None
+        return self._pool.park(key, parked)
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self._closed:
