@@ -374,3 +374,94 @@ def test_startup_parameters(parameters: dict[str, str], name: str | None) -> Non
         assert error is not None
         assert (error.severity, error.sqlstate) == ("FATAL", spec.PARAMETER_NOT_SUPPORTED.sqlstate)
         assert error.message == spec.PARAMETER_NOT_SUPPORTED.format(name=name).message
+
+
+# --- The server version: DSQL's, not the backend's --------------------------------------------
+
+V, VNUM = spec.SERVER_VERSION, spec.SERVER_VERSION_NUM
+_TEXT = "AS pg_catalog.text)"
+
+#: (statement, the SQL the backend runs instead, the client's command tag)
+VERSION_REWRITES = [
+    ("SELECT version()", "SELECT sys.dsql_version() AS version", None),
+    ("select pg_catalog.version()", "SELECT sys.dsql_version() AS version", None),
+    ("SELECT version()::text", "SELECT CAST(sys.dsql_version() AS text) AS version", None),
+    ("SELECT version() AS v", "SELECT sys.dsql_version() AS v", None),
+    ("SELECT upper(version())", "SELECT upper(sys.dsql_version())", None),
+    ("SELECT * FROM version()", "SELECT * FROM sys.dsql_version() AS version", None),
+    ("SELECT * FROM pg_catalog.version() v", "SELECT * FROM sys.dsql_version() AS v", None),
+    ("SHOW server_version", f"SELECT CAST('{V}' {_TEXT} AS server_version", "SHOW"),
+    ("show SERVER_VERSION_NUM", f"SELECT CAST('{VNUM}' {_TEXT} AS server_version_num", "SHOW"),
+    (
+        "SELECT current_setting('server_version')",
+        f"SELECT CAST('{V}' {_TEXT} AS current_setting",
+        None,
+    ),
+    (
+        "SELECT pg_catalog.current_setting('server_version_num', true)::int",
+        f"SELECT CAST(CAST('{VNUM}' {_TEXT} AS integer) AS current_setting",
+        None,
+    ),
+    # Parameters survive (extended protocol), and so do other statements of the string.
+    (
+        "SELECT version(), $1::int WHERE $2 = 'x'",
+        "SELECT sys.dsql_version() AS version, CAST($1 AS integer) WHERE $2 = 'x'",
+        None,
+    ),
+    (
+        "UPDATE t SET v = version() WHERE id = $1",
+        "UPDATE t SET v = sys.dsql_version() WHERE id = $1",
+        None,
+    ),
+    ("SELECT 1; SELECT version()", "SELECT 1; SELECT sys.dsql_version() AS version", None),
+]
+
+NO_VERSION_REWRITE = [
+    "SELECT 1",
+    "SELECT version FROM t",  # a column named version
+    "SELECT 'version()'",
+    "SELECT public.version()",  # someone else's function
+    "SELECT version(1)",
+    "SHOW work_mem",
+    "SELECT current_setting('work_mem')",
+    "SELECT current_setting($1)",  # the name is only known at Bind
+    "SELECT current_setting('server_version', $1)",  # dropping $1 would change the parameters
+    "SELECT * FROM current_setting('server_version')",  # FROM needs a function
+    "SHOW server_version; SELECT 1",  # one tag for the whole string: SHOW alone only
+    "SELECT setting FROM pg_settings WHERE name = 'server_version'",  # left as it is (documented)
+]
+
+
+@pytest.mark.parametrize(("sql", "rewrite", "tag"), VERSION_REWRITES)
+def test_version_rewrite(sql: str, rewrite: str, tag: str | None) -> None:
+    verdict = classify(sql)
+    assert (verdict.rewrite, verdict.command_tag) == (rewrite, tag)
+    assert classify(rewrite).rewrite is None  # the rewrite asks nothing more
+
+
+@pytest.mark.parametrize("sql", NO_VERSION_REWRITE)
+def test_no_version_rewrite(sql: str) -> None:
+    assert classify(sql).rewrite is None
+
+
+def test_session_rewrites_version_questions_unless_refused() -> None:
+    session = DsqlSession(Quotas())
+    decision = session.on_statement("SHOW server_version", extended=True)
+    assert (decision.action, decision.command_tag) == (Action.REWRITE, "SHOW")
+    assert decision.sql == classify("SHOW server_version").rewrite
+    decision = session.on_statement("SELECT version()", extended=False)
+    assert (decision.action, decision.sql) == (
+        Action.REWRITE,
+        "SELECT sys.dsql_version() AS version",
+    )
+    assert session.on_statement("SELECT 1", extended=False).action is Action.FORWARD
+    refused = session.on_statement("SELECT version() FROM t FOR SHARE", extended=False)
+    assert (refused.action, refused.error) == (Action.REFUSE, R("locking"))
+
+
+def test_rules_give_backend_sessions_the_version() -> None:
+    from dsqlkit.local.config import EndpointConfig
+    from dsqlkit.local.rules import DsqlRules
+
+    parameters = DsqlRules(EndpointConfig()).backend_startup_parameters()
+    assert parameters["dsqlkit.server_version"] == spec.SERVER_VERSION

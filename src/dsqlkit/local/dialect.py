@@ -17,6 +17,9 @@ Emulator decisions (DSQL's answer is unknown; easy to change here):
 - ``set_config('<name>', ...)`` with a literal name follows the SET rules; ``role`` only with
   ``is_local`` true.
 - ``RESET ALL`` is accepted.
+- Statements that ask for the server's version (``version()``, ``SHOW server_version[_num]``,
+  ``current_setting('server_version[_num]')``) get a :attr:`Verdict.rewrite` that answers with
+  DSQL's version (``spec.SERVER_VERSION``) instead of the backend's; see :func:`version_rewrite`.
 - DSQL-only syntax PostgreSQL cannot parse (``CREATE INDEX ASYNC``, ``ALTER TABLE ASYNC``,
   ``AWS IAM GRANT/REVOKE``) is recognised from its first tokens when it is the only statement of
   the string (:attr:`Statement.extension`); anything else that does not parse is left to the backend,
@@ -39,7 +42,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from pglast import ast, visitors
 from pglast import parser as pg
+from pglast.stream import RawStream
 
 from dsqlkit.local import spec
 from dsqlkit.local.spec import DsqlError
@@ -224,6 +229,10 @@ class Verdict:
 
     statements: tuple[Statement, ...]
     syntax_error: bool = False
+    #: The SQL to run instead (rare: only statements asking for the server version), and the
+    #: command tag the client should see for it (None: the backend's).
+    rewrite: str | None = None
+    command_tag: str | None = None
 
     @functools.cached_property  # read per statement on the relay's hot path
     def refusal(self) -> DsqlError | None:
@@ -270,6 +279,10 @@ def classify(sql: str) -> Verdict:
     for raw in tree["stmts"]:
         statement = _classify_node(raw["stmt"], search)
         statements.append(_at(statement, _char_offset(sql, raw.get("stmt_location", 0))))
+    if "version" in text:  # pre-filter: most statements never mention it
+        rewrite = version_rewrite(sql)
+        if rewrite is not None:
+            return Verdict(tuple(statements), rewrite=rewrite[0], command_tag=rewrite[1])
     return Verdict(tuple(statements))
 
 
@@ -579,6 +592,115 @@ _CHECKS: dict[str, Callable[[Node], DsqlError | None]] = {
     "TransactionStmt": _check_transaction,
     "VariableSetStmt": _check_set,
 }
+
+
+# --- The server version: DSQL's, not the backend's -----------------------------------------------
+
+#: The backend settings :func:`version_rewrite`'s SQL relies on: ``sys.dsql_version()``
+#: (``sql/40_compat.sql``) reads the version from ``dsqlkit.server_version``.
+BACKEND_PARAMETERS = {"dsqlkit.server_version": spec.SERVER_VERSION}
+_VERSION_SETTINGS = {
+    "server_version": spec.SERVER_VERSION,
+    "server_version_num": spec.SERVER_VERSION_NUM,
+}
+_DSQL_VERSION = (ast.String(sval="sys"), ast.String(sval="dsql_version"))
+_TEXT = ast.TypeName(names=(ast.String(sval="pg_catalog"), ast.String(sval="text")))
+
+
+def version_rewrite(sql: str) -> tuple[str, str | None] | None:
+    """``(sql, command_tag)`` that answers with DSQL's server version, or None if nothing asks.
+
+    The parse tree is rewritten, never the text: ``version()`` / ``pg_catalog.version()`` become
+    ``sys.dsql_version()``; ``current_setting('server_version[_num]'[, <constant>])`` becomes the
+    value from :mod:`~dsqlkit.local.spec`; ``SHOW server_version[_num]`` alone in the string
+    becomes a SELECT of one column of the same name, with command tag ``SHOW``. A select-list
+    entry keeps its original column name (``version``, ``current_setting``). Parameters (``$1``)
+    survive the rewrite. Example::
+
+        sql, tag = version_rewrite("SHOW server_version")
+        assert (sql, tag) == ("SELECT CAST('16.15' AS pg_catalog.text) AS server_version", "SHOW")
+    """
+    try:
+        tree = pg.parse_sql(sql)
+        show = tree[0].stmt if len(tree) == 1 else None
+        if isinstance(show, ast.VariableShowStmt) and show.name in _VERSION_SETTINGS:
+            tree[0].stmt = _select_setting(show.name)
+            return RawStream()(tree), "SHOW"
+        rewriter = _VersionRewriter()
+        rewriter(tree)
+        return (RawStream()(tree), None) if rewriter.changed else None
+    except Exception:  # a tree the deparser cannot print: the backend answers as it is
+        return None
+
+
+def _select_setting(name: str) -> ast.SelectStmt:
+    value = ast.TypeCast(
+        arg=ast.A_Const(val=ast.String(sval=_VERSION_SETTINGS[name])), typeName=_TEXT
+    )
+    return ast.SelectStmt(targetList=(ast.ResTarget(name=name, val=value),))
+
+
+def _function_name(call: ast.FuncCall) -> str | None:
+    """``name`` for a call of ``name(...)`` or ``pg_catalog.name(...)``, else None."""
+    names = [n.sval for n in call.funcname or ()]
+    if len(names) == 1 or (len(names) == 2 and names[0] == "pg_catalog"):
+        return str(names[-1])
+    return None
+
+
+def _is_version_call(node: object) -> bool:
+    return isinstance(node, ast.FuncCall) and not node.args and _function_name(node) == "version"
+
+
+def _version_setting(node: object) -> str | None:
+    """The value for ``current_setting('server_version[_num]'[, missing_ok])``, else None.
+
+    Only constant arguments: dropping a ``$n`` would change the statement's parameters.
+    """
+    if not isinstance(node, ast.FuncCall) or _function_name(node) != "current_setting":
+        return None
+    args = node.args or ()
+    if not 1 <= len(args) <= 2 or not all(isinstance(a, ast.A_Const) for a in args):
+        return None
+    name = args[0].val
+    if not isinstance(name, ast.String) or name.sval is None:
+        return None
+    return _VERSION_SETTINGS.get(name.sval.lower())
+
+
+class _VersionRewriter(visitors.Visitor):
+    """Rewrites the version questions of a tree in place; ``changed`` says if there were any."""
+
+    changed = False
+
+    def visit_ResTarget(self, ancestors: visitors.Ancestor, node: ast.ResTarget) -> None:
+        # Keep the column name PostgreSQL would give the original call (through casts too).
+        if node.name is not None:  # an alias, or the column of UPDATE ... SET / INSERT (...)
+            return
+        value = node.val
+        while isinstance(value, ast.TypeCast):
+            value = value.arg
+        if _is_version_call(value):
+            node.name = "version"
+        elif _version_setting(value) is not None:
+            node.name = "current_setting"
+
+    def visit_RangeFunction(self, ancestors: visitors.Ancestor, node: ast.RangeFunction) -> None:
+        # FROM version(): the column (and table) is named after the function unless aliased.
+        if node.alias is None and any(_is_version_call(f[0]) for f in node.functions or ()):
+            node.alias = ast.Alias(aliasname="version")
+
+    def visit_FuncCall(self, ancestors: visitors.Ancestor, node: ast.FuncCall) -> ast.Node | None:
+        if _is_version_call(node):
+            self.changed = True
+            node.funcname = _DSQL_VERSION
+            return None
+        value = _version_setting(node)
+        parent = abs(ancestors)  # the nearest node above (not a list)
+        if value is None or (parent is not None and isinstance(parent.node, ast.RangeFunction)):
+            return None  # FROM needs a function call: FROM current_setting(...) stays as it is
+        self.changed = True
+        return ast.TypeCast(arg=ast.A_Const(val=ast.String(sval=value)), typeName=_TEXT)
 
 
 # --- DSQL-only syntax ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsqlkit.local import occ, txn_quotas
+from dsqlkit.local import dialect, occ, txn_quotas
 from dsqlkit.local.config import EndpointConfig
 from dsqlkit.local.iam import IamRoles
 from dsqlkit.local.jobs import JobManager
@@ -32,6 +32,7 @@ class DsqlRules(EndpointRules):
         self._backend_parameters = {
             **occ.BACKEND_PARAMETERS,
             **txn_quotas.backend_parameters(config.quotas),
+            **dialect.BACKEND_PARAMETERS,  # DSQL's server version for sys.dsql_version()
         }
 
     async def start(self, backend: Any) -> None:

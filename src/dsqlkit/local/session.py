@@ -194,6 +194,8 @@ class DsqlSession(SessionPolicy):
         error = error or self._transaction.admit(statements)
         if error is not None:
             return Decision.refuse(error)
+        if verdict.rewrite is not None:  # rare: asks for the server version (DSQL's, not ours)
+            return Decision.rewrite(verdict.rewrite, verdict.command_tag)
         if len(statements) == 1 and (statements[0].extension or statements[0].kind is Kind.CALL):
             return self._extension_decision(sql)
         return FORWARD
