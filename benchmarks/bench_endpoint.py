@@ -6,6 +6,8 @@ Three ways to the same PostgreSQL (the endpoint's own backend):
 - ``pgbouncer``: PgBouncer with TLS (the endpoint's certificate) and a cleartext password, the
   incumbent proxy (Debian package ``pgbouncer``; skipped with a note if it is not installed);
 - ``endpoint``: the dsqlkit endpoint: TLS, IAM token check, DSQL rules.
+- ``endpoint+pool``: the same with ``backend_pool_size`` (``--pool``): backend sessions reset
+  with DISCARD ALL and reused by the next client, as PgBouncer reuses server connections.
 
 Round trips of ``SELECT 1``: simple protocol (psycopg2) and extended protocol (psycopg 3, prepared).
 New connections: ``--workers`` threads connecting and closing for ``--seconds`` (each through the
@@ -49,17 +51,26 @@ SERVICE_USER = "dsqlkit"
 # --- the endpoint, in its own process -------------------------------------------------------------
 
 
-def serve() -> None:
-    """Child process: run an endpoint with the rate quota lifted, print its details, wait."""
+def serve(pool: int) -> None:
+    """Child process: run the endpoints with the rate quota lifted, print their details, wait.
+
+    The pooled endpoint shares the first one's PostgreSQL, CA and identities (same token).
+    """
     from dsqlkit.local import LocalEndpoint, Quotas
     from dsqlkit.local.tls import ensure_certificates
 
     quotas = Quotas(connection_rate_per_second=1e9, connection_burst=10**9)
-    with LocalEndpoint(quotas=quotas) as ep:
+    with (
+        LocalEndpoint(quotas=quotas) as ep,
+        LocalEndpoint(
+            quotas=quotas, backend=ep.backend, data_dir=ep.data_dir, backend_pool_size=pool
+        ) as pooled,
+    ):
         paths = ensure_certificates(ep.data_dir / "tls", ep.hostnames)  # the same, already made
         backend = ep.backend
         info = {
             "port": ep.port,
+            "pool_port": pooled.port,
             "ca_file": str(ep.ca_file),
             "server_cert": str(paths.server_cert),
             "server_key": str(paths.server_key),
@@ -70,12 +81,12 @@ def serve() -> None:
         }
         print(json.dumps(info), flush=True)
         sys.stdin.read()  # until the parent closes our stdin
-        print(json.dumps({"stats": str(ep.stats())}), flush=True)
+        print(json.dumps({"stats": str(ep.stats()), "pool": str(pooled.stats())}), flush=True)
 
 
-def start_endpoint() -> tuple[subprocess.Popen[str], dict[str, Any]]:
+def start_endpoint(pool: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve"],
+        [sys.executable, __file__, "--serve", "--pool", str(pool)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -261,19 +272,22 @@ def render(results: dict[str, dict[str, float]], notes: list[str], args: argpars
         + " |"
     )
     lines = ["\n".join(rows), ""]
+    ours_names = [t for t in ("endpoint", "endpoint+pool") if t in results]
     if "pgbouncer" in results:
-        for metric in ("simple", "extended"):
-            ours = results["endpoint"][metric] - direct[metric]
-            theirs = results["pgbouncer"][metric] - direct[metric]
-            ratio = ours / theirs if theirs > 0 else float("inf")
-            lines.append(
-                f"- added latency, {metric}: endpoint {ours:.1f} us vs PgBouncer {theirs:.1f} us "
-                f"= {ratio:.2f}x (target <= 1.5x)"
-            )
-    lines.append(
-        f"- new connections through the endpoint: {results['endpoint']['connect']:.0f}/s "
-        "(target >= 500/s on 2 cores)"
-    )
+        for name in ours_names:
+            for metric in ("simple", "extended"):
+                ours = results[name][metric] - direct[metric]
+                theirs = results["pgbouncer"][metric] - direct[metric]
+                ratio = ours / theirs if theirs > 0 else float("inf")
+                lines.append(
+                    f"- added latency, {metric}: {name} {ours:.1f} us vs PgBouncer {theirs:.1f} "
+                    f"us = {ratio:.2f}x (target <= 1.5x)"
+                )
+    for name in ours_names:
+        lines.append(
+            f"- new connections through the {name}: {results[name]['connect']:.0f}/s "
+            "(target >= 500/s on 2 cores)"
+        )
     lines.extend(f"- {note}" for note in notes)
     return "\n".join(lines)
 
@@ -286,12 +300,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of a rate run")
     parser.add_argument("--workers", type=int, default=4, help="concurrent connecting threads")
     parser.add_argument("--output", type=Path, help="write the Markdown report here")
+    parser.add_argument(
+        "--pool", type=int, default=8, help="backend_pool_size of the endpoint+pool column"
+    )
     args = parser.parse_args()
     if args.serve:
-        serve()
+        serve(args.pool)
         return 0
 
-    endpoint, info = start_endpoint()
+    endpoint, info = start_endpoint(args.pool)
     notes: list[str] = []
     workdir = Path(tempfile.mkdtemp(prefix="dsqlkit-bench-"))
     bouncer = None
@@ -302,6 +319,12 @@ def main() -> int:
             "endpoint": {
                 "host": "localhost",
                 "port": info["port"],
+                "password": info["token"],
+                **tls,
+            },
+            "endpoint+pool": {
+                "host": "localhost",
+                "port": info["pool_port"],
                 "password": info["token"],
                 **tls,
             },
@@ -343,11 +366,13 @@ def main() -> int:
         stats = endpoint.stdout.read().strip()
         endpoint.wait()
 
-    ordered = {t: results[t] for t in ("direct", "pgbouncer", "endpoint") if t in results}
+    columns = ("direct", "pgbouncer", "endpoint", "endpoint+pool")
+    ordered = {t: results[t] for t in columns if t in results}
     body = render(ordered, notes, args)
     print(body)
     if stats:
         print("endpoint", json.loads(stats)["stats"])
+        print("endpoint+pool", json.loads(stats)["pool"])
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(
