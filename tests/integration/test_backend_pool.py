@@ -58,11 +58,13 @@ def backend_rows(backend: Backend, application_name: str) -> list[Any]:
 
 
 def drain_pool(ep: LocalEndpoint) -> None:
-    """Empty the pool (a backend restart) so each test starts from no parked session."""
-    if pooled(ep):
-        ep.kill_backend()
-        ep.restart_backend()
-        wait_for(lambda: pooled(ep) == 0, "pool emptied")
+    """Empty the pool (a backend restart) so each test starts from no parked session.
+
+    Always restarted: a session of the previous test may still be in its reset, not yet counted.
+    """
+    ep.kill_backend()
+    ep.restart_backend()
+    wait_for(lambda: pooled(ep) == 0, "pool emptied")
 
 
 def pid_of(ep: LocalEndpoint, user: str = "admin", **kwargs: Any) -> int:
