@@ -1,6 +1,6 @@
 """Connect-each-time and query latency: dsqlkit vs the raw drivers vs the official connector.
 
-Run: ``.venv/bin/python benchmarks/bench_connect.py [--quick]``. Starts a LocalEndpoint (quotas
+Run: ``.venv/bin/python benchmarks/bench_connect.py [--quick]``. Starts a local endpoint in its own process (quotas
 raised so that the benchmark itself is never refused), prints a table and writes
 ``benchmarks/results/connect.md``.
 
@@ -35,7 +35,9 @@ import dsqlkit.asyncpg
 import dsqlkit.psycopg
 import dsqlkit.psycopg2
 from dsqlkit import _driver
-from dsqlkit.local import LocalEndpoint, Quotas
+from dsqlkit.local import Quotas
+from dsqlkit.local.address import EndpointAddress
+from dsqlkit.local.process import EndpointProcess
 
 RESULTS = Path(__file__).parent / "results" / "connect.md"
 Row = tuple[str, str, list[float], list[float] | None]  # driver, implementation, samples, baseline
@@ -49,13 +51,13 @@ def official_available() -> bool:
         return False
 
 
-def libpq_raw(ep: LocalEndpoint, token: str, libpq_version: int) -> dict[str, Any]:
+def libpq_raw(ep: EndpointAddress, token: str, libpq_version: int) -> dict[str, Any]:
     """What dsqlkit gives libpq, with the token precomputed: the limit for connect latency."""
     plan = _driver.plan("raw", None, {**ep.connect_kwargs(), "rate_limit": None})
     return {**_driver.libpq_kwargs(plan, libpq_version), "password": token}
 
 
-def sync_connectors(ep: LocalEndpoint) -> dict[str, dict[str, Callable[[], Any]]]:
+def sync_connectors(ep: EndpointAddress) -> dict[str, dict[str, Callable[[], Any]]]:
     token = ep.token()
     ours = {**ep.connect_kwargs(), "rate_limit": None}
     raw3 = libpq_raw(ep, token, psycopg.pq.version())
@@ -75,7 +77,7 @@ def sync_connectors(ep: LocalEndpoint) -> dict[str, dict[str, Callable[[], Any]]
         import aurora_dsql_psycopg2
 
         official = {
-            "host": ep.config.dsql_hostname,
+            "host": ep.hostname,
             "hostaddr": "127.0.0.1",
             "port": ep.port,
             "region": ep.region,
@@ -104,7 +106,7 @@ async def measure_async(make: Callable[[], Awaitable[Any]]) -> float:
     return elapsed
 
 
-def bench_connect(ep: LocalEndpoint, rounds: int) -> list[Row]:
+def bench_connect(ep: EndpointAddress, rounds: int) -> list[Row]:
     rows: list[Row] = []
     for driver, impls in sync_connectors(ep).items():
         samples: dict[str, list[float]] = {name: [] for name in impls}
@@ -137,7 +139,7 @@ def bench_connect(ep: LocalEndpoint, rounds: int) -> list[Row]:
     return rows
 
 
-def bench_query(ep: LocalEndpoint, rounds: int, batch: int) -> list[Row]:
+def bench_query(ep: EndpointAddress, rounds: int, batch: int) -> list[Row]:
     ours = {**ep.connect_kwargs(), "rate_limit": None}
     token = ep.token()
     conns = {
@@ -194,7 +196,8 @@ def main() -> None:
     args = parser.parse_args()
     rounds = 20 if args.quick else 200
     quotas = Quotas(connection_rate_per_second=1e6, connection_burst=10**6)
-    with LocalEndpoint(quotas=quotas) as ep, ep.use_environment():
+    # The endpoint runs in its own process: its CPU time must not be timed as the client's.
+    with EndpointProcess(quotas=quotas) as ep, ep.use_environment():
         connect_rows = bench_connect(ep, rounds)
         query_rows = bench_query(ep, rounds // 4 or 1, 200)
     report = "\n\n".join(
