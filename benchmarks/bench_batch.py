@@ -137,7 +137,7 @@ def report(rates: dict[str, list[float]], args: argparse.Namespace) -> None:
         "# Bulk load within the 3,000-row limit (benchmarks/bench_batch.py)",
         "",
         f"Machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"psycopg {psycopg.__version__}. Shared with ~7 other engineers' jobs: compare ratios.",
+        f"psycopg {psycopg.__version__}. The machine may be shared: compare ratios.",
         "",
         f"{args.rows} rows (bigint, text, float8) per run, {args.rounds} rounds interleaved, "
         "local endpoint with DSQL's real quotas; target: >= 5x the naive executemany.",

@@ -203,7 +203,7 @@ def main() -> None:
     report = "\n\n".join(
         [
             "# Connect and query latency (benchmarks/bench_connect.py)",
-            f"Machine: {machine()}. Shared with other work: compare ratios, not absolute times.",
+            f"Machine: {machine()}. The machine may be shared: compare ratios, not absolute times.",
             f"{rounds} connects per implementation, interleaved; targets: dsqlkit <= 1.03x the raw "
             "driver for connect, 1.00x for queries.",
             table("Connect each time (local endpoint, verify-full TLS)", connect_rows),

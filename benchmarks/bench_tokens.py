@@ -190,8 +190,7 @@ def report(hot: dict[str, float], cold: dict[str, float], runs: int) -> str:
         "Notes: the cached row is what a new connection costs when the process already holds a",
         "valid token (the normal case: a token is reused for half its validity); the new-signature",
         "row is the cost every `token_duration_secs / 2`. With psycopg, most of a cold start is",
-        "importing psycopg itself (its own row). The auth cold start also pays for `typing` and",
-        "`dataclasses`, imported by `dsqlkit.local` (package `__init__` and `spec`).",
+        "importing psycopg itself (its own row); the official connector imports boto3 on top.",
     ]
     return "\n".join(lines) + "\n"
 
