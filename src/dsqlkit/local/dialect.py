@@ -279,7 +279,10 @@ def classify(sql: str) -> Verdict:
     for raw in tree["stmts"]:
         statement = _classify_node(raw["stmt"], search)
         statements.append(_at(statement, _char_offset(sql, raw.get("stmt_location", 0))))
-    if "version" in text:  # pre-filter: most statements never mention it
+    # Pre-filter: a call of version() or a setting name like server_version, in any case. (A bare
+    # "version" would match every statement: the JSON starts with the parser's {"version": ...}.)
+    lowered = text.lower()
+    if '"sval":"version"' in lowered or "server_version" in lowered:
         rewrite = version_rewrite(sql)
         if rewrite is not None:
             return Verdict(tuple(statements), rewrite=rewrite[0], command_tag=rewrite[1])
