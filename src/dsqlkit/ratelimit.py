@@ -20,9 +20,11 @@ are served in order, threads never hold the lock while sleeping and async caller
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 from dsqlkit import stats
 from dsqlkit.local import spec
@@ -114,6 +116,23 @@ def configure(rate: float | None = DEFAULT_RATE, burst: int | None = None) -> To
     global _global
     _global = None if rate is None else TokenBucket(rate, burst or max(1, int(rate)))
     return _global
+
+
+@contextlib.contextmanager
+def suspended() -> Iterator[None]:
+    """Turn the process-wide limiter off for a ``with`` block, then put it back.
+
+    For measurements of connection cost, where waiting on the limiter would be timed as cost::
+
+        with dsqlkit.ratelimit.suspended():
+            run_connect_benchmark()
+    """
+    global _global
+    saved, _global = _global, None
+    try:
+        yield
+    finally:
+        _global = saved
 
 
 def current() -> TokenBucket | None:

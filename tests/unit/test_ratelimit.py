@@ -81,3 +81,14 @@ def test_bad_settings_are_explained():
         TokenBucket(1, 0)
     with pytest.raises(TypeError, match="rate_limit must be"):
         ratelimit.resolve(5)  # type: ignore[arg-type]
+
+
+def test_suspended_turns_the_process_limiter_off_and_restores_it():
+    before = ratelimit.current()
+    with ratelimit.suspended():
+        assert ratelimit.current() is None
+        assert ratelimit.resolve(ratelimit.DEFAULT) is None
+    assert ratelimit.current() is before
+    with pytest.raises(RuntimeError), ratelimit.suspended():
+        raise RuntimeError("the limiter comes back even when the block fails")
+    assert ratelimit.current() is before

@@ -145,6 +145,11 @@ def to_markdown(report: Report) -> str:
         f"- {config.iterations} iterations x {config.rounds} rounds ({config.warmup} warm-up), "
         f"query `{config.query}`, pool concurrency {config.concurrency}",
         "- Times in milliseconds; each figure is the median across rounds of the round's statistic.",
+        *(
+            [f"- dsqlkit's client-side connection rate limit: {limit}"]
+            if (limit := header.get("dsqlkit client rate limit"))
+            else []
+        ),
         "",
         _markdown_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)),
     ]
