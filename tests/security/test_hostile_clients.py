@@ -212,6 +212,47 @@ def test_refused_batch_then_malformed_message_ends_that_client(
     assert_back_to(ep, base)
 
 
+def _pipelined_after_password(ep: LocalEndpoint, token: str, sql: str) -> list[tuple[str, bytes]]:
+    """Startup, then the password and a simple query in one write, as a pipelining client may."""
+    sock = tls_socket(ep)
+    with sock:
+        sock.sendall(pg.startup_message({"user": spec.ADMIN_USER, "database": spec.DATABASE}))
+        assert read_messages(sock, b"RE")[-1][0] == "R", "no password request"
+        sock.sendall(pg.password_message(token) + pg.query(sql))
+        messages = read_messages(sock, b"Z")  # the startup's ReadyForQuery
+        return messages + read_messages(sock, b"Z")  # the query's
+
+
+def test_query_pipelined_behind_the_password_runs_after_auth(ep: LocalEndpoint) -> None:
+    messages = _pipelined_after_password(ep, ep.token(), "SELECT 41 + 1")
+    kinds = [kind for kind, _ in messages]
+    assert not errors(messages), errors(messages)
+    assert "R" in kinds and "T" in kinds and kinds.count("Z") == 2, kinds
+    assert any(kind == "D" and body.endswith(b"42") for kind, body in messages), messages
+
+
+def test_query_pipelined_behind_the_password_meets_the_dialect(ep: LocalEndpoint) -> None:
+    # Split for the policy before the relay starts: not forwarded unchecked.
+    messages = _pipelined_after_password(ep, ep.token(), "TRUNCATE hostile_copy")
+    assert [e["M"] for e in errors(messages)] == ["unsupported statement: Truncate"], messages
+
+
+def test_query_pipelined_behind_a_bad_password_never_runs(
+    ep: LocalEndpoint, good: GoodClient
+) -> None:
+    base = baseline(ep)
+    sock = tls_socket(ep)
+    with sock:
+        sock.sendall(pg.startup_message({"user": spec.ADMIN_USER, "database": spec.DATABASE}))
+        read_messages(sock, b"RE")
+        sock.sendall(pg.password_message("not-a-token") + pg.query("DROP TABLE hostile_copy"))
+        _fatal(_closed_by_server(sock), spec.ACCESS_DENIED)
+    good.check()
+    assert_back_to(ep, base)
+    with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM hostile_copy").fetchone() is not None
+
+
 def test_bad_tokens_over_real_connections(ep: LocalEndpoint, good: GoodClient) -> None:
     # A sample of the corpus, signed for this endpoint's admin identity where it matters.
     creds = ep.credentials

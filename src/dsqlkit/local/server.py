@@ -72,6 +72,10 @@ _REWRITTEN_STATUS = {
 _Q, _P, _S, _X, _C, _E, _F, _B = (ord(c) for c in "QPSXCEFB")
 _Z, _I, _SUSPENDED, _CLOSE_COMPLETE = ord("Z"), ord("I"), ord("s"), ord("3")
 _CLIENT_INSPECT = frozenset({_Q, _P, _S, _X, _C, _E, _F, _B})
+_PASSWORD = ord("p")
+#: Before the relay starts: the password, and the relay's own types so that anything a client
+#: pipelines behind its password is already split for the policy when the relay starts.
+_AUTH_INSPECT = _CLIENT_INSPECT | {_PASSWORD}
 _SERVER_INSPECT = frozenset({_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE})
 _BACKEND_STARTUP_INSPECT = frozenset({ord("R"), ord("S"), ord("K"), _Z, _E})
 #: A statement name no client uses: closing it is a no-op whose CloseComplete marks a position.
@@ -472,7 +476,7 @@ class ClientSession(asyncio.Protocol):
         self._pool_key: PoolKey = ()
         self._startup_status: list[bytes] = []
         self._loop = endpoint._running_loop()
-        self._reader = pg.MessageReader(frozenset({ord("p")}), startup=True)
+        self._reader = pg.MessageReader(_AUTH_INSPECT, startup=True)
         self._inbox: collections.deque[pg.Frame] = collections.deque()
         self._paused: set[str] = set()
         self._to_backend: list[bytes | memoryview] = []
@@ -623,14 +627,15 @@ class ClientSession(asyncio.Protocol):
 
     def _handle_inbox(self) -> None:
         inbox, paused, relay = self._inbox, self._paused, _State.RELAY
-        while inbox and "hold" not in paused and self.state is not _State.CLOSED:
+        waiting = (_State.CLOSED, _State.CONNECTING)  # CONNECTING: the rest waits for the relay
+        while inbox and "hold" not in paused and self.state not in waiting:
             kind, data = inbox.popleft()
             if self.state is relay:
                 self._relay_client(kind, data)
             elif self.state is _State.STARTUP and kind == pg.STARTUP:
                 self._startup(pg.parse_startup_packet(data[4:]))
                 self._inbox.extend(self._reader.feed(b""))
-            elif self.state is _State.AUTH and kind == ord("p"):
+            elif self.state is _State.AUTH and kind == _PASSWORD:
                 self._password(pg.parse_password(data[5:]))
             else:
                 raise pg.ProtocolError(spec.PROTOCOL_VIOLATION.format(kind=chr(max(kind, 0))))
@@ -771,6 +776,8 @@ class ClientSession(asyncio.Protocol):
             tag = self._portal_tags.get(pg.parse_execute_portal(data[5:]))
             self._expect.append(_pending(_Expect.EXECUTE, tag))
             self._to_backend.append(data)
+        elif kind == _PASSWORD:  # a second password, queued behind the first
+            raise pg.ProtocolError(spec.PROTOCOL_VIOLATION.format(kind="p"))
         else:  # Close or FunctionCall
             if kind == _C and self._statement_sql:
                 what, name = pg.parse_close(data[5:])
