@@ -21,6 +21,7 @@ import asyncpg
 import psycopg
 import psycopg2
 import pytest
+from tests.security import clients
 
 from dsqlkit.auth.sigv4 import presign_token
 from dsqlkit.local import protocol as pg
@@ -184,16 +185,7 @@ def raw_tls(
 
 def read_messages(sock: socket.socket, until: bytes = b"EZ") -> list[tuple[str, bytes]]:
     """Read messages until one whose type is in ``until`` (or EOF)."""
-    reader = pg.MessageReader(frozenset(range(256)))
-    out: list[tuple[str, bytes]] = []
-    while True:
-        data = sock.recv(65536)
-        if not data:
-            return out
-        for kind, frame in reader.feed(data):
-            out.append((chr(kind), bytes(frame[5:])))
-            if kind in until:
-                return out
+    return clients.read_messages(sock, until)
 
 
 def error_of(messages: list[tuple[str, bytes]]) -> dict[str, str]:
