@@ -19,7 +19,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from dsqlkit.local import LocalEndpoint, Quotas, server, spec
+from dsqlkit.local import LocalEndpoint, Quotas, spec
 from dsqlkit.local import protocol as pg
 from tests.security import tokens
 from tests.security.clients import (
@@ -64,12 +64,16 @@ def _fatal(messages: list[tuple[str, bytes]], error: spec.DsqlError) -> None:
     assert found[-1]["M"] == error.message, found
 
 
-def test_slowloris_partial_startups_time_out(
-    ep: LocalEndpoint, good: GoodClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def impatient() -> Iterator[LocalEndpoint]:
+    """An endpoint with a short startup phase, so slow clients time out quickly."""
+    with LocalEndpoint(trust_environment=False, startup_timeout_seconds=1.5) as endpoint:
+        yield endpoint
+
+
+def test_slowloris_partial_startups_time_out(impatient: LocalEndpoint) -> None:
+    ep, good = impatient, GoodClient(impatient)
     base = baseline(ep)
-    # A short startup phase for the connections opened now (read per accepted connection).
-    monkeypatch.setattr(server, "STARTUP_TIMEOUT_SECONDS", 1.5)
     silent = [socket.create_connection(("127.0.0.1", ep.port)) for _ in range(5)]
     half_request = [socket.create_connection(("127.0.0.1", ep.port)) for _ in range(5)]
     for sock in half_request:
@@ -90,7 +94,7 @@ def test_slowloris_partial_startups_time_out(
     for sock in silent + half_request + after_tls + at_password:
         sock.close()
     good.check()
-    monkeypatch.undo()
+    good.close()
     assert_back_to(ep, base)
 
 

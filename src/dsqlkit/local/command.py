@@ -115,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "repeat across clients; 0 = one new session per client, as DSQL",
     )
     behaviour.add_argument(
+        "--startup-timeout",
+        type=float,
+        default=spec.STARTUP_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="time a client has from connecting to authenticated before it is closed",
+    )
+    behaviour.add_argument(
         "--no-trust-environment",
         action="store_true",
         help="accept only the local identities, not this process's AWS_* credentials",
@@ -155,6 +162,7 @@ def config_from_args(args: argparse.Namespace) -> EndpointConfig:
         added_latency_ms=args.added_latency_ms,
         backend_pool_size=args.backend_pool,
         connect_delay_ms=args.connect_delay_ms,
+        startup_timeout_seconds=args.startup_timeout,
         log_level=args.log_level,
     )
 

@@ -46,6 +46,8 @@ class EndpointConfig:
     ``backend_pool_size``: idle PostgreSQL sessions kept (reset with ``DISCARD ALL``) for reuse
     by later clients with the same role and startup parameters; 0 (the default): one new backend
     session per client connection, as DSQL behaves (``pg_backend_pid()`` never repeats).
+    ``startup_timeout_seconds``: how long a client may take from connecting to being
+    authenticated before it is closed with ``spec.STARTUP_TIMEOUT`` (a slowloris defence).
     """
 
     region: str = "us-east-1"
@@ -62,8 +64,13 @@ class EndpointConfig:
     connect_delay_ms: float = 0.0
     log_level: str = "WARNING"
     backend_pool_size: int = 0
+    startup_timeout_seconds: float = spec.STARTUP_TIMEOUT_SECONDS
 
     def __post_init__(self) -> None:
+        if not self.startup_timeout_seconds > 0:
+            raise ValueError(
+                f"startup_timeout_seconds must be positive, got {self.startup_timeout_seconds!r}"
+            )
         size = self.backend_pool_size
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise ValueError(

@@ -60,8 +60,6 @@ __all__ = ["Endpoint", "EndpointConfig", "EndpointStats", "Quotas"]
 
 log = logging.getLogger("dsqlkit.local")
 
-#: Emulator decision: seconds a client has from accept to authenticated (slowloris defence).
-STARTUP_TIMEOUT_SECONDS = 10.0
 #: Startup parameters passed on to the backend (when the policy allows the startup at all).
 _FORWARDED_PARAMETERS = spec.SETTABLE_PARAMETERS | {"options"}
 _REWRITTEN_STATUS = {
@@ -254,7 +252,7 @@ class Endpoint:
     async def _negotiate(self, conn: socket.socket, peer: Any) -> None:
         """Everything before TLS: peek, answer SSLRequest/GSSENCRequest, then hand over to TLS."""
         loop = self._running_loop()
-        deadline = loop.time() + STARTUP_TIMEOUT_SECONDS
+        deadline = loop.time() + self.config.startup_timeout_seconds
         # Rate and cap are counted now (before any expensive work); the refusal itself is sent
         # after TLS so the client can read it (libpq ignores errors sent before TLS).
         refusal = self.quotas.admit()
@@ -965,7 +963,9 @@ class ClientSession(asyncio.Protocol):
             self.backend._reader.inspect = _SERVER_INSPECT
         lifetime = endpoint.config.quotas.connection_lifetime_seconds
         self._timers.append(
-            self._loop.call_at(self.deadline - STARTUP_TIMEOUT_SECONDS + lifetime, self._expire)
+            self._loop.call_at(
+                self.deadline - endpoint.config.startup_timeout_seconds + lifetime, self._expire
+            )
         )
         self.resume_client("connect")
         self._loop.call_soon(self._drain_client)

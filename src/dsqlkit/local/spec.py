@@ -76,6 +76,8 @@ UNSUPPORTED_PROTOCOL = fatal(
 )
 # Emulator decisions for the endpoint's own session handling:
 STARTUP_TIMEOUT = fatal("08P01", "unable to accept connection, startup phase timed out")
+#: Emulator decision: how long a client may take from TCP accept to authenticated (slowloris).
+STARTUP_TIMEOUT_SECONDS = 10.0
 PROTOCOL_VIOLATION = fatal("08P01", "protocol violation: unexpected message type {kind!r}")
 ADMIN_SHUTDOWN = fatal("57P01", "terminating connection due to administrator command")
 BACKEND_LOST = fatal("08006", "server closed the connection unexpectedly")
