@@ -465,3 +465,15 @@ def test_rules_give_backend_sessions_the_version() -> None:
 
     parameters = DsqlRules(EndpointConfig()).backend_startup_parameters()
     assert parameters["dsqlkit.server_version"] == spec.SERVER_VERSION
+
+
+def test_long_texts_are_classified_but_not_cached():
+    from dsqlkit.local import dialect
+
+    values = ", ".join(f"({i}, 'row {i}')" for i in range(600))  # a bulk INSERT, bound client-side
+    sql = f"INSERT INTO t (id, v) VALUES {values}"
+    assert len(sql) > dialect.CACHEABLE_LENGTH
+    before = dialect._classify_cached.cache_info().currsize
+    assert classify(sql).kinds == (Kind.DML,)
+    assert classify(f"TRUNCATE t; {sql}").refusal.message == "unsupported statement: Truncate"
+    assert dialect._classify_cached.cache_info().currsize == before

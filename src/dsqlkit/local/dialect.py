@@ -246,9 +246,12 @@ class Verdict:
 
 SYNTAX_ERROR = Verdict((), syntax_error=True)
 CACHE_SIZE = 4096
+#: Longer texts are classified every time instead of cached: client-side bound parameters
+#: (psycopg2) make every bulk INSERT a new text, and caching those would hold up to
+#: CACHE_SIZE times their size. With this bound the cache holds at most 32 MiB of text.
+CACHEABLE_LENGTH = 8192
 
 
-@functools.lru_cache(maxsize=CACHE_SIZE)
 def classify(sql: str) -> Verdict:
     """Classify every statement of ``sql`` and find DSQL's refusal, if any (cached by text).
 
@@ -257,6 +260,12 @@ def classify(sql: str) -> Verdict:
         verdict = classify("BEGIN ISOLATION LEVEL SERIALIZABLE")
         assert verdict.refusal.message == "Unsupported isolation level: SERIALIZABLE"
     """
+    if len(sql) > CACHEABLE_LENGTH:
+        return _classify(sql)
+    return _classify_cached(sql)
+
+
+def _classify(sql: str) -> Verdict:
     try:
         text = pg.parse_sql_json(sql)
     except pg.ParseError:
@@ -287,6 +296,9 @@ def classify(sql: str) -> Verdict:
         if rewrite is not None:
             return Verdict(tuple(statements), rewrite=rewrite[0], command_tag=rewrite[1])
     return Verdict(tuple(statements))
+
+
+_classify_cached = functools.lru_cache(maxsize=CACHE_SIZE)(_classify)
 
 
 def _char_offset(sql: str, byte_offset: int) -> int:
