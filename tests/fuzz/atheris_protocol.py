@@ -15,7 +15,7 @@ import atheris
 
 with atheris.instrument_imports():
     from dsqlkit.local import protocol as pg
-    from dsqlkit.local import server
+    from dsqlkit.local import relay
 
 
 def one_input(data: bytes) -> None:
@@ -30,7 +30,7 @@ def one_input(data: bytes) -> None:
                         reader.startup = False
                 elif kind == ord("p"):
                     pg.parse_password(frame[5:])
-                    reader.inspect = server._CLIENT_INSPECT
+                    reader.inspect = relay._CLIENT_INSPECT
                 elif kind == ord("P"):
                     pg.parse_parse(frame[5:])
                 elif kind == ord("B"):

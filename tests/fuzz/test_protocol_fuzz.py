@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dsqlkit.local import protocol as pg
-from dsqlkit.local import server, spec
+from dsqlkit.local import relay, spec
 
-# The inspect sets the server uses in each state (server.py), so the fuzz follows its modes.
-CLIENT_RELAY = server._CLIENT_INSPECT
-SERVER_RELAY = server._SERVER_INSPECT
-BACKEND_STARTUP = server._BACKEND_STARTUP_INSPECT
+# The inspect sets the relay uses in each state (relay.py), so the fuzz follows its modes.
+CLIENT_RELAY = relay._CLIENT_INSPECT
+SERVER_RELAY = relay._SERVER_INSPECT
+BACKEND_STARTUP = relay._BACKEND_STARTUP_INSPECT
 AUTH = frozenset({ord("p")})
 SMALL_CAP = 4096  # a small message cap so oversized frames are cheap to generate
 
