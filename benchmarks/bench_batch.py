@@ -29,8 +29,8 @@ import psycopg
 import dsqlkit.asyncpg
 import dsqlkit.psycopg
 import dsqlkit.psycopg2
+from dsqlkit import dsql as spec
 from dsqlkit.batch import acopy_rows, ainsert_many, copy_rows, insert_many
-from dsqlkit.local import spec
 from dsqlkit.local.process import EndpointProcess
 
 RESULTS = Path(__file__).parent / "results" / "batch.md"

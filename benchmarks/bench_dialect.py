@@ -18,7 +18,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-from dsqlkit.local.dialect import classify
+from dsqlkit.local.rules.dialect import classify
 
 MIXED = [
     "SELECT 1",

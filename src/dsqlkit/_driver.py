@@ -21,9 +21,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 from dsqlkit import __version__, ratelimit, stats, telemetry
+from dsqlkit import dsql as spec
 from dsqlkit.auth.tokens import TokenFactory
 from dsqlkit.config import ConnectParams, resolve_params
-from dsqlkit.local import spec
 from dsqlkit.retry import ConnectBackoff, ConnectRetryConfig
 
 T = TypeVar("T")

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequenc
 from dataclasses import dataclass
 from typing import Any
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from dsqlkit.retry import OCCRetryConfig, RetrySetting, causes, sqlstate
 
 __all__ = [

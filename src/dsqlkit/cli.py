@@ -17,7 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("dsqlkit.local.command", "run a DSQL-compatible endpoint on this machine"),
     "bench": ("dsqlkit.bench.command", "benchmark drivers and connection patterns"),
     "token": ("dsqlkit.auth.command", "print an IAM auth token (for psql and other tools)"),
-    "check": ("dsqlkit.local.check", "check SQL files against DSQL's dialect without running them"),
+    "check": (
+        "dsqlkit.local.rules.check",
+        "check SQL files against DSQL's dialect without running them",
+    ),
 }
 
 

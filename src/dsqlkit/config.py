@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: importing typing costs a cold start ~7 ms

@@ -26,8 +26,8 @@ import threading
 import time
 from collections.abc import Iterator
 
+from dsqlkit import dsql as spec
 from dsqlkit import stats
-from dsqlkit.local import spec
 
 logger = logging.getLogger("dsqlkit")
 

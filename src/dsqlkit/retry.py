@@ -24,8 +24,8 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
+from dsqlkit import dsql as spec
 from dsqlkit import stats
-from dsqlkit.local import spec
 
 T = TypeVar("T")
 logger = logging.getLogger("dsqlkit")

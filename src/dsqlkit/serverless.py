@@ -32,8 +32,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from dsqlkit import dsql as spec
 from dsqlkit.batch import driver_of
-from dsqlkit.local import spec
 
 __all__ = ["DEFAULT_MAX_AGE", "ReusableConnection"]
 

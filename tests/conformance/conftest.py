@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 _names = itertools.count()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from dsqlkit.local.config import Quotas
 from tests.conformance.conftest import Client, Failure, connect
 from tests.unit.test_dialect import REFUSED
@@ -63,7 +63,7 @@ def test_no_ddl_with_dml(client: Client, table: str) -> None:
     client.run(f"ALTER TABLE {table} ADD COLUMN b text")
     client.run(f"SELECT count(*) FROM {table}")  # reads are not DML
     # A new text: a driver's cached prepared statement runs without Parse, which the policy
-    # does not see (known limit, see dsqlkit.local.session).
+    # does not see (known limit, see dsqlkit.local.rules.session).
     client.expect(f"INSERT INTO {table} VALUES (2, 2)", spec.DDL_AND_DML)
     client.run("ROLLBACK")
 
@@ -172,9 +172,9 @@ def test_transaction_age_limit(dsql_endpoint_factory: Any) -> None:
 def test_schema_change_by_another_session_fails_the_next_statement_once(
     dsql_endpoint: Any, client: Client
 ) -> None:
-    import dsqlkit.local.rules
+    import dsqlkit.local.rules.dsql_rules
 
-    if not hasattr(dsqlkit.local.rules, "occ"):
+    if not hasattr(dsqlkit.local.rules.dsql_rules, "occ"):
         pytest.skip("the OCC module is not wired into DsqlRules yet")
     other = connect(dsql_endpoint, "psycopg2")
     try:

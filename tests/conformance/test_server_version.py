@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import dsqlkit.sqlalchemy as dsa
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from tests.conformance.conftest import Client
 
 VERSION_PREFIX = f"PostgreSQL {spec.SERVER_VERSION} on "

@@ -14,8 +14,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from dsqlkit.local import protocol as pg
     from dsqlkit.local import relay
+    from dsqlkit.local.wire import protocol as pg
 
 
 def one_input(data: bytes) -> None:

@@ -1,4 +1,4 @@
-"""Hypothesis fuzzing of the sans-I/O protocol core (``dsqlkit.local.protocol``).
+"""Hypothesis fuzzing of the sans-I/O protocol core (``dsqlkit.local.wire.protocol``).
 
 The reader is driven through the states the server puts it in (startup with SSL negotiation,
 auth, relay for simple and extended query and COPY, and the backend side) with random,
@@ -17,8 +17,9 @@ import itertools
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dsqlkit.local import protocol as pg
-from dsqlkit.local import relay, spec
+from dsqlkit import dsql as spec
+from dsqlkit.local import relay
+from dsqlkit.local.wire import protocol as pg
 
 # The inspect sets the relay uses in each state (relay.py), so the fuzz follows its modes.
 CLIENT_RELAY = relay._CLIENT_INSPECT

@@ -22,9 +22,9 @@ import asyncpg
 import psycopg
 import pytest
 
-from dsqlkit.local import backend as backend_module
-from dsqlkit.local import spec
-from dsqlkit.local.backend import (
+from dsqlkit import dsql as spec
+from dsqlkit.local.backend import postgres as backend_module
+from dsqlkit.local.backend.postgres import (
     Backend,
     BackendError,
     EmbeddedBackend,
@@ -319,7 +319,7 @@ async def test_system_backend(reachable_dir: Path) -> None:
 def test_postgres_stops_when_dsqlkit_is_killed(tmp_path: Path) -> None:
     """A dsqlkit process killed with SIGKILL leaves no PostgreSQL behind (parent-death signal)."""
     script = (
-        "import sys; from pathlib import Path; from dsqlkit.local.backend import EmbeddedBackend\n"
+        "import sys; from pathlib import Path; from dsqlkit.local.backend.postgres import EmbeddedBackend\n"
         "pg = EmbeddedBackend(Path(sys.argv[1])); pg.start_sync()\n"
         "print(pg.pid, flush=True); sys.stdin.read()\n"
     )

@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from dsqlkit.local import LocalEndpoint
-from dsqlkit.local.backend import Backend
+from dsqlkit.local.backend.postgres import Backend
 from dsqlkit.local.config import EndpointConfig
 from dsqlkit.local.identities import ADMIN_ARN
 

@@ -16,8 +16,9 @@ import dsqlkit.asyncpg as dsql_asyncpg
 import dsqlkit.psycopg as dsql_psycopg
 import dsqlkit.psycopg2 as dsql_psycopg2
 from dsqlkit import batch, stats
+from dsqlkit import dsql as spec
 from dsqlkit.batch import BatchError, acopy_rows, ainsert_many, copy_rows, insert_many
-from dsqlkit.local import LocalEndpoint, Quotas, spec
+from dsqlkit.local import LocalEndpoint, Quotas
 from dsqlkit.retry import OCCRetryConfig
 
 LIMIT = 50

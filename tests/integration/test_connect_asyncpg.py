@@ -6,8 +6,8 @@ import asyncpg
 import pytest
 
 import dsqlkit.asyncpg as dsql
+from dsqlkit import dsql as spec
 from dsqlkit import stats
-from dsqlkit.local import spec
 
 
 async def test_connect_query_direct_tls(dsql_connect_kwargs):

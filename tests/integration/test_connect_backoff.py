@@ -9,8 +9,9 @@ import pytest
 
 import dsqlkit.asyncpg as dsql_asyncpg
 import dsqlkit.psycopg as dsql
+from dsqlkit import dsql as spec
 from dsqlkit import stats
-from dsqlkit.local import Quotas, spec
+from dsqlkit.local import Quotas
 from dsqlkit.ratelimit import TokenBucket
 from dsqlkit.retry import ConnectRetryConfig
 

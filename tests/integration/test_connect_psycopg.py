@@ -12,8 +12,8 @@ import psycopg_pool
 import pytest
 
 import dsqlkit.psycopg as dsql
+from dsqlkit import dsql as spec
 from dsqlkit import stats
-from dsqlkit.local import spec
 
 #: Held longer than the pools' 50 ms max_lifetime in the recycle tests (the server waits).
 OUTLIVE_LIFETIME = "SELECT pg_sleep(0.06)"

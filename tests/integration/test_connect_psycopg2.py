@@ -6,8 +6,8 @@ import psycopg2
 import pytest
 
 import dsqlkit.psycopg2 as dsql
+from dsqlkit import dsql as spec
 from dsqlkit import stats
-from dsqlkit.local import spec
 
 
 def test_connect_query_and_tls(dsql_connect_kwargs):

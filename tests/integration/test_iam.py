@@ -17,11 +17,11 @@ import asyncpg
 import psycopg
 import pytest
 
+from dsqlkit import dsql as spec
 from dsqlkit.auth.sigv4 import presign_token
-from dsqlkit.local import spec
 from dsqlkit.local.endpoint import LocalEndpoint
-from dsqlkit.local.iam import parse_iam, role_arns
 from dsqlkit.local.identities import FILE_NAME
+from dsqlkit.local.rules.iam import parse_iam, role_arns
 
 APP_ARN = "arn:aws:iam::123456789012:role/app"
 OTHER_ARN = "arn:aws:iam::123456789012:role/other"

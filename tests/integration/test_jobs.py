@@ -15,8 +15,8 @@ import asyncpg
 import psycopg
 import pytest
 
-from dsqlkit.local import spec
-from dsqlkit.local.jobs import parse_async, parse_wait
+from dsqlkit import dsql as spec
+from dsqlkit.local.rules.jobs import parse_async, parse_wait
 
 HANG = 60.0
 _names = itertools.count()

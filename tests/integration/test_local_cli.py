@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 LOCAL = [sys.executable, "-m", "dsqlkit", "local"]
 

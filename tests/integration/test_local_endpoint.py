@@ -14,7 +14,8 @@ import pytest
 import dsqlkit.asyncpg
 import dsqlkit.psycopg
 import dsqlkit.psycopg2
-from dsqlkit.local import LocalEndpoint, Quotas, spec
+from dsqlkit import dsql as spec
+from dsqlkit.local import LocalEndpoint, Quotas
 
 
 def _select_one_psycopg2(ep: LocalEndpoint) -> int:
@@ -191,7 +192,7 @@ def test_plugin_and_package_import_start_nothing():
     # The pytest11 entry point loads in every user's pytest run: it must not pull in the server.
     code = (
         "import sys, dsqlkit.pytest_plugin, dsqlkit.local;"
-        "heavy = {'dsqlkit.local.server', 'dsqlkit.local.backend', 'asyncpg'} & set(sys.modules);"
+        "heavy = {'dsqlkit.local.server', 'dsqlkit.local.backend.postgres', 'asyncpg'} & set(sys.modules);"
         "assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

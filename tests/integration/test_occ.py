@@ -17,7 +17,8 @@ import psycopg
 import pytest
 
 import dsqlkit.psycopg as dsql_psycopg
-from dsqlkit.local import occ, spec
+from dsqlkit import dsql as spec
+from dsqlkit.local.rules import occ
 
 HANG = 30.0  # seconds: a statement still running after this is blocked
 CONFLICT = spec.OCC_DATA_CONFLICT

@@ -16,7 +16,7 @@ import aurora_dsql_psycopg
 import aurora_dsql_psycopg2
 import pytest
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 
 @pytest.fixture

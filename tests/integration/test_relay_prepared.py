@@ -16,7 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 _names = itertools.count()
 

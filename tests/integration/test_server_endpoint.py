@@ -2,7 +2,7 @@
 
 One embedded PostgreSQL for the module; endpoints run on an event loop in a background thread so
 that the blocking drivers (psycopg2, psycopg) can be used from the test itself. Raw-socket tests
-speak the protocol with dsqlkit.local.protocol's builders.
+speak the protocol with dsqlkit.local.wire.protocol's builders.
 """
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ import psycopg2
 import pytest
 from tests.security import clients
 
+from dsqlkit import dsql as spec
 from dsqlkit.auth.sigv4 import presign_token
-from dsqlkit.local import protocol as pg
-from dsqlkit.local import spec
-from dsqlkit.local.backend import EmbeddedBackend
+from dsqlkit.local.backend.postgres import EmbeddedBackend
 from dsqlkit.local.config import EndpointConfig, Quotas
-from dsqlkit.local.policy import Decision, EndpointRules, SessionPolicy
+from dsqlkit.local.rules.policy import Decision, EndpointRules, SessionPolicy
 from dsqlkit.local.server import Endpoint
 from dsqlkit.local.tls import client_context
+from dsqlkit.local.wire import protocol as pg
 
 T = TypeVar("T")
 

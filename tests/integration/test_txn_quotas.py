@@ -12,8 +12,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from dsqlkit.local import spec
-from dsqlkit.local.backend import SQL_DIR
+from dsqlkit import dsql as spec
+from dsqlkit.local.backend.postgres import SQL_DIR
 from dsqlkit.local.config import Quotas
 from dsqlkit.local.endpoint import LocalEndpoint
 

@@ -1,6 +1,6 @@
 """Raw clients and leak checks shared by the security, fuzz and stress tests.
 
-A raw client speaks the wire protocol itself (``dsqlkit.local.protocol``'s builders) over a real
+A raw client speaks the wire protocol itself (``dsqlkit.local.wire.protocol``'s builders) over a real
 TLS socket, so a test can stop at any state or send what no driver would. The checks compare the
 endpoint's sessions (``stats()``), PostgreSQL's own view (``pg_stat_activity`` through a superuser
 connection) and this process's open file descriptors with a baseline, polling with a deadline.
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 
 import psycopg
 
-from dsqlkit.local import LocalEndpoint, spec
-from dsqlkit.local import protocol as pg
+from dsqlkit import dsql as spec
+from dsqlkit.local import LocalEndpoint
 from dsqlkit.local.tls import client_context
+from dsqlkit.local.wire import protocol as pg
 
 #: A well-behaved client's statement must come back within this while others misbehave.
 GOOD_CLIENT_BOUND = 3.0

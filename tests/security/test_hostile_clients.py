@@ -19,8 +19,9 @@ import asyncpg
 import psycopg
 import pytest
 
-from dsqlkit.local import LocalEndpoint, Quotas, spec
-from dsqlkit.local import protocol as pg
+from dsqlkit import dsql as spec
+from dsqlkit.local import LocalEndpoint, Quotas
+from dsqlkit.local.wire import protocol as pg
 from tests.security import tokens
 from tests.security.clients import (
     GoodClient,

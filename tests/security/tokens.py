@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from dsqlkit import dsql as spec
 from dsqlkit.auth.sigv4 import Credential, presign_token
-from dsqlkit.local import spec
 
 AKID = "AKIACORPUSEXAMPLE001"
 SECRET = "cOrPuS/secret+key/forTESTSonly0123456789"

@@ -17,7 +17,7 @@ import pytest
 
 import dsqlkit.asyncpg
 from dsqlkit.local import LocalEndpoint, Quotas
-from dsqlkit.local import protocol as pg
+from dsqlkit.local.wire import protocol as pg
 from tests.security.clients import (
     assert_back_to,
     authenticated,

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from dsqlkit import dsql as spec
 from dsqlkit.cli import main
-from dsqlkit.local import spec
-from dsqlkit.local.check import check_sql
-from dsqlkit.local.dialect import REFUSALS
+from dsqlkit.local.rules.check import check_sql
+from dsqlkit.local.rules.dialect import REFUSALS
 
 SCHEMA = """\
 -- a schema DSQL accepts, then one it refuses

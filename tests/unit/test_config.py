@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from dsqlkit import dsql as spec
 from dsqlkit.config import ConnectParams, resolve_params
-from dsqlkit.local import spec
 
 CID = "abcdefghijklmnopqrstuvwxyz"
 HOST = f"{CID}.dsql.us-east-1.on.aws"

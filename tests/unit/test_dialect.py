@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from dsqlkit.local.config import Quotas
-from dsqlkit.local.dialect import REFUSALS, Kind, classify
-from dsqlkit.local.policy import Action
-from dsqlkit.local.session import DsqlSession, TransactionRules, startup_refusal
+from dsqlkit.local.rules.dialect import REFUSALS, Kind, classify
+from dsqlkit.local.rules.policy import Action
+from dsqlkit.local.rules.session import DsqlSession, TransactionRules, startup_refusal
 
 
 def R(key: str, **fields: object) -> spec.DsqlError:
@@ -461,14 +461,14 @@ def test_session_rewrites_version_questions_unless_refused() -> None:
 
 def test_rules_give_backend_sessions_the_version() -> None:
     from dsqlkit.local.config import EndpointConfig
-    from dsqlkit.local.rules import DsqlRules
+    from dsqlkit.local.rules.dsql_rules import DsqlRules
 
     parameters = DsqlRules(EndpointConfig()).backend_startup_parameters()
     assert parameters["dsqlkit.server_version"] == spec.SERVER_VERSION
 
 
 def test_long_texts_are_classified_but_not_cached():
-    from dsqlkit.local import dialect
+    from dsqlkit.local.rules import dialect
 
     values = ", ".join(f"({i}, 'row {i}')" for i in range(600))  # a bulk INSERT, bound client-side
     sql = f"INSERT INTO t (id, v) VALUES {values}"

@@ -7,7 +7,7 @@ import ssl
 import pytest
 
 from dsqlkit import _driver
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from dsqlkit.retry import ConnectRetryConfig
 
 BASE = {"host": "localhost", "region": "us-east-1"}

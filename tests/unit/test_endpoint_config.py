@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from dsqlkit.local.config import EndpointConfig, Quotas
 
 

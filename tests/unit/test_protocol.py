@@ -1,11 +1,11 @@
-"""dsqlkit.local.protocol: framing, parsers and builders, fed whole, in pieces and byte by byte."""
+"""dsqlkit.local.wire.protocol: framing, parsers and builders, fed whole, in pieces and byte by byte."""
 
 from __future__ import annotations
 
 import pytest
 
-from dsqlkit.local import protocol as pg
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
+from dsqlkit.local.wire import protocol as pg
 
 ALL = frozenset(range(256))
 

@@ -1,10 +1,10 @@
-"""dsqlkit.local.quotas: the token bucket and the connection cap, on a fake clock (sans-I/O)."""
+"""dsqlkit.local.rules.quotas: the token bucket and the connection cap, on a fake clock (sans-I/O)."""
 
 from __future__ import annotations
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from dsqlkit.local.config import Quotas
-from dsqlkit.local.quotas import ConnectionQuotas, TokenBucket
+from dsqlkit.local.rules.quotas import ConnectionQuotas, TokenBucket
 
 
 class Clock:

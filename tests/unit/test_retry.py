@@ -9,8 +9,8 @@ import psycopg
 import psycopg2
 import pytest
 
+from dsqlkit import dsql as spec
 from dsqlkit import stats
-from dsqlkit.local import spec
 from dsqlkit.retry import (
     ConnectBackoff,
     ConnectRetryConfig,

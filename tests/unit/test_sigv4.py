@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dsqlkit import dsql as spec
 from dsqlkit.auth.sigv4 import (
     MAX_TOKEN_LENGTH,
     Credential,
@@ -22,7 +23,6 @@ from dsqlkit.auth.sigv4 import (
     presign_token,
     verify_token,
 )
-from dsqlkit.local import spec
 
 AKID = "AKIDEXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"

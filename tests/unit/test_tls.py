@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dsqlkit.local import spec, tls
+from dsqlkit import dsql as spec
+from dsqlkit.local import tls
 
 DSQL_NAME = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
 

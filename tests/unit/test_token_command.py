@@ -6,8 +6,8 @@ import os
 import subprocess
 import sys
 
+from dsqlkit import dsql as spec
 from dsqlkit.auth.sigv4 import Credential, verify_token
-from dsqlkit.local import spec
 
 CID = "abcdefghijklmnopqrstuvwxyz"
 HOST = f"{CID}.dsql.us-east-1.on.aws"

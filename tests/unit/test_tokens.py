@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from dsqlkit import dsql as spec
 from dsqlkit.auth.credentials import Credentials
 from dsqlkit.auth.sigv4 import Credential, verify_token
 from dsqlkit.auth.tokens import TokenFactory
 from dsqlkit.config import resolve_params
-from dsqlkit.local import spec
 
 HOST = "abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws"
 T0 = 1_800_000_000.0

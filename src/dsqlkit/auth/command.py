@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from urllib.parse import quote, unquote, urlsplit
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SIGNED_HEADERS = "host"

@@ -20,9 +20,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsqlkit import dsql as spec
 from dsqlkit.bench import patterns
 from dsqlkit.bench.runner import BenchConfig, Report, Target, run_benchmark, timestamp_folder
-from dsqlkit.local import spec
 
 if TYPE_CHECKING:
     from dsqlkit.local.address import EndpointAddress

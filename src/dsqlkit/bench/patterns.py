@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 PATTERNS = ("connect", "reuse", "pool")
 IMPLEMENTATIONS = ("dsqlkit", "raw", "official")

@@ -23,7 +23,7 @@ __all__ = ["EndpointConfig", "LocalEndpoint", "Quotas"]
 
 
 def __getattr__(name: str) -> object:
-    # Lazy so that `import dsqlkit.local.spec` (used by the connector) loads nothing else.
+    # Lazy so that `import dsqlkit.dsql` (used by the connector) loads nothing else.
     if name == "LocalEndpoint":
         from dsqlkit.local.endpoint import LocalEndpoint
 

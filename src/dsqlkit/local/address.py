@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 if TYPE_CHECKING:
     from dsqlkit.auth.credentials import Credentials

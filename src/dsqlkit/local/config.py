@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 
 @dataclass(frozen=True)

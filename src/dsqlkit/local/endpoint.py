@@ -3,7 +3,8 @@
 Sync: the endpoint's event loop runs in a daemon thread, so plain blocking code (and any driver)
 can talk to it from the caller's thread::
 
-    from dsqlkit.local import LocalEndpoint, Quotas
+    from dsqlkit.local import LocalEndpoint
+    from dsqlkit.local import Quotas
     import dsqlkit.psycopg
 
     with LocalEndpoint(quotas=Quotas(max_rows_per_transaction=10)) as ep, ep.use_environment():
@@ -32,7 +33,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from dsqlkit.local.config import EndpointConfig
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
     from dsqlkit.auth.credentials import Credentials
     from dsqlkit.local.address import EndpointAddress
-    from dsqlkit.local.backend import Backend, ManagedBackend
+    from dsqlkit.local.backend.postgres import Backend, ManagedBackend
     from dsqlkit.local.server import Endpoint, EndpointStats
 
 T = TypeVar("T")
@@ -82,7 +83,7 @@ class LocalEndpoint:
     """A DSQL-compatible endpoint on this machine, started by ``with`` or ``async with``.
 
     Takes :class:`~dsqlkit.local.config.EndpointConfig` fields as keyword arguments (or a whole
-    ``config=``); ``backend=`` passes a ready :class:`~dsqlkit.local.backend.Backend`.
+    ``config=``); ``backend=`` passes a ready :class:`~dsqlkit.local.backend.postgres.Backend`.
 
     Example::
 
@@ -346,7 +347,7 @@ class LocalEndpoint:
         return self._endpoint
 
     def _managed_backend(self) -> ManagedBackend:
-        from dsqlkit.local.backend import ManagedBackend
+        from dsqlkit.local.backend.postgres import ManagedBackend
 
         backend = self._running().backend
         if not isinstance(backend, ManagedBackend):

@@ -17,12 +17,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from dsqlkit import dsql as spec
 from dsqlkit.auth.sigv4 import TokenRejected, verify_token
-from dsqlkit.local import protocol as pg
-from dsqlkit.local import spec
-from dsqlkit.local.backend_pool import ParkedSession, PoolKey, pool_key
-from dsqlkit.local.policy import Action, Decision, SessionPolicy
+from dsqlkit.local.backend.pool import ParkedSession, PoolKey, pool_key
+from dsqlkit.local.rules.policy import Action, Decision, SessionPolicy
 from dsqlkit.local.tls import sni_of
+from dsqlkit.local.wire import protocol as pg
 
 if TYPE_CHECKING:
     from dsqlkit.local.server import Endpoint
@@ -499,7 +499,7 @@ class ClientSession(asyncio.Protocol):
         self._carry_out(decision, data, parsed)
 
     def _carry_out(self, decision: Decision, data: memoryview, parsed: str | pg.Parse) -> None:
-        """Carry out a policy decision about one Query or Parse (see dsqlkit.local.policy)."""
+        """Carry out a policy decision about one Query or Parse (see dsqlkit.local.rules.policy)."""
         if decision.wait is not None:
             self.pause_client("hold")
             self.endpoint._spawn(self._after_wait(decision.wait, data, parsed))

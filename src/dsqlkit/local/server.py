@@ -1,13 +1,13 @@
 """The local endpoint's asyncio server: TLS, IAM tokens, quotas, and a header-only relay.
 
-A thin I/O shell around :mod:`dsqlkit.local.protocol`. For each client connection:
+A thin I/O shell around :mod:`dsqlkit.local.wire.protocol`. For each client connection:
 
 1. **Accept**: peek at the first bytes before TLS. ``0x16`` is direct TLS (ALPN must be
    ``postgresql``); an SSLRequest is answered ``S`` (bytes sent before the handshake close the
    connection: CVE-2021-23214); a GSSENCRequest ``N``; a plaintext StartupMessage gets
    ``spec.SSL_REQUIRED``; a CancelRequest is carried out. The whole startup phase is bounded in time.
 2. **Startup** (over TLS): SNI must be one of the endpoint's names; user and database checked;
-   connection quotas (:mod:`~dsqlkit.local.quotas`); the policy's ``check_startup``.
+   connection quotas (:mod:`~dsqlkit.local.rules.quotas`); the policy's ``check_startup``.
 3. **Auth**: AuthenticationCleartextPassword; the password is an IAM token, checked with
    :func:`dsqlkit.auth.sigv4.verify_token` against :mod:`~dsqlkit.local.identities`, then the rules'
    ``role_allows`` for roles other than admin.
@@ -15,7 +15,7 @@ A thin I/O shell around :mod:`dsqlkit.local.protocol`. For each client connectio
    ParameterStatus relayed (``server_version`` rewritten), its BackendKeyData replaced by ours.
 5. **Relay** (:mod:`~dsqlkit.local.relay`, steps 2-5 per connection): only 5-byte headers are parsed; client Query/Parse/Sync/Close/Execute/Terminate and
    server CommandComplete/ReadyForQuery/ErrorResponse/CloseComplete are decoded; everything else is
-   forwarded as byte slices, one write per read. The :class:`~dsqlkit.local.policy.SessionPolicy`
+   forwarded as byte slices, one write per read. The :class:`~dsqlkit.local.rules.policy.SessionPolicy`
    is asked about each statement (and again when a prepared one is re-run by Bind alone) and told
    about each answer.
 
@@ -43,16 +43,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsqlkit.local import protocol as pg
-from dsqlkit.local import spec
-from dsqlkit.local.backend import Backend, backend_from_option
-from dsqlkit.local.backend_pool import BackendPool
+from dsqlkit import dsql as spec
+from dsqlkit.local.backend.pool import BackendPool
+from dsqlkit.local.backend.postgres import Backend, backend_from_option
 from dsqlkit.local.config import EndpointConfig, Quotas
 from dsqlkit.local.identities import Identities
-from dsqlkit.local.policy import EndpointRules, rules_for
-from dsqlkit.local.quotas import ConnectionQuotas
 from dsqlkit.local.relay import BackendLink, ClientSession
+from dsqlkit.local.rules.dsql_rules import rules_for
+from dsqlkit.local.rules.policy import EndpointRules
+from dsqlkit.local.rules.quotas import ConnectionQuotas
 from dsqlkit.local.tls import ensure_certificates, server_context
+from dsqlkit.local.wire import protocol as pg
 
 __all__ = ["Endpoint", "EndpointConfig", "EndpointStats", "Quotas"]
 

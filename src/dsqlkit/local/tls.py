@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 #: Names every server certificate covers, besides the endpoint's own host names.
 DEFAULT_NAMES = ("localhost", "127.0.0.1", "::1")

@@ -9,7 +9,7 @@ Three kinds of backend, one interface (:class:`Backend`):
 
 The first two run ``postgres`` as a child process listening on a Unix socket only, in a private
 directory under /tmp (mode 0700: with trust authentication, only this user, or root, may connect).
-After every start the SQL files in ``dsqlkit/local/sql`` are applied in name order (idempotent), as
+After every start the SQL files in ``dsqlkit/local/backend/sql`` are applied in name order (idempotent), as
 superuser in database ``postgres``.
 
 **As root** (CI, containers) PostgreSQL refuses to run. The backend then runs initdb and postgres as
@@ -65,7 +65,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """DSQL's rules for the local endpoint: dialect, session rules, per-transaction quotas, OCC, jobs, IAM.
 
-:class:`DsqlRules` is the :class:`~dsqlkit.local.policy.EndpointRules` the server uses when dialect
+:class:`DsqlRules` is the :class:`~dsqlkit.local.rules.policy.EndpointRules` the server uses when dialect
 checks are on: it owns what all sessions share (the catalog version for OC001, the async job
-runner, the IAM role mappings) and gives each session a :class:`~dsqlkit.local.session.DsqlSession`.
+runner, the IAM role mappings) and gives each session a :class:`~dsqlkit.local.rules.session.DsqlSession`.
 Example::
 
     rules = DsqlRules(EndpointConfig())
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dsqlkit.local import dialect, occ, txn_quotas
 from dsqlkit.local.config import EndpointConfig
-from dsqlkit.local.iam import IamRoles
-from dsqlkit.local.jobs import JobManager
-from dsqlkit.local.policy import EndpointRules, SessionPolicy
-from dsqlkit.local.session import DsqlSession
+from dsqlkit.local.rules import dialect, occ, txn_quotas
+from dsqlkit.local.rules.iam import IamRoles
+from dsqlkit.local.rules.jobs import JobManager
+from dsqlkit.local.rules.policy import EndpointRules, SessionPolicy
+from dsqlkit.local.rules.session import DsqlSession
 
 
 class DsqlRules(EndpointRules):
@@ -63,3 +63,8 @@ class DsqlRules(EndpointRules):
         if self._iam is None:
             raise RuntimeError("the endpoint's rules are not started")
         return await self._iam.role_allows(role, arn)
+
+
+def rules_for(config: EndpointConfig) -> EndpointRules:
+    """The rules the server applies: DSQL's unless dialect checks are off (then forward everything)."""
+    return DsqlRules(config) if config.dialect_checks else EndpointRules(config)

@@ -185,7 +185,7 @@ OCC_SCHEMA_CONFLICT = DsqlError(
 #: Message fragments by which clients recognise OCC errors (current and older texts).
 OCC_CODES = ("OC000", "OC001")
 
-# --- Dialect (section 6): messages are kept in dsqlkit.local.dialect, next to the rules ---------
+# --- Dialect (section 6): messages are kept in dsqlkit.local.rules.dialect, next to the rules ---------
 UNSUPPORTED_SQLSTATE = "0A000"
 
 # --- Asynchronous jobs (section 6) and IAM role mappings (section 2) -----------------------------

@@ -1,7 +1,7 @@
 """DSQL's per-session rules: dialect refusals, one DDL per transaction, no DDL with DML, transaction
 age, the startup parameters a client may set, and OC001 after another session's catalog change.
 
-The server calls :class:`DsqlSession` (a :class:`~dsqlkit.local.policy.SessionPolicy`) for every
+The server calls :class:`DsqlSession` (a :class:`~dsqlkit.local.rules.policy.SessionPolicy`) for every
 statement before it runs and tells it what the backend answered; the backend stays the source of
 truth for the transaction state (``ReadyForQuery`` status ``I``/``T``/``E``).
 
@@ -29,11 +29,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Protocol
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
+from dsqlkit.dsql import DsqlError
 from dsqlkit.local.config import Quotas
-from dsqlkit.local.dialect import Kind, Statement, classify, parameter_refusal
-from dsqlkit.local.policy import FORWARD, Decision, SessionPolicy
-from dsqlkit.local.spec import DsqlError
+from dsqlkit.local.rules.dialect import Kind, Statement, classify, parameter_refusal
+from dsqlkit.local.rules.policy import FORWARD, Decision, SessionPolicy
 
 #: Decides a DSQL-only statement (jobs, IAM), or None when the statement is not its own.
 ExtensionDecider = Callable[[str], "Decision | None"]

@@ -2,7 +2,7 @@
 
 :func:`classify` parses a query string with PostgreSQL's own parser (pglast, libpg_query) and
 returns a :class:`Verdict`: per statement its :class:`Kind` and the refusal (a
-:class:`~dsqlkit.local.spec.DsqlError` with DSQL's SQLSTATE and text) if any. Results are cached by
+:class:`~dsqlkit.dsql.DsqlError` with DSQL's SQLSTATE and text) if any. Results are cached by
 statement text, so a statement the session has seen before costs one dictionary lookup.
 
 Every message of ``dsql-behavior.md`` section 6 (and section 4's SET and isolation rules) is in
@@ -46,8 +46,8 @@ from pglast import ast, visitors
 from pglast import parser as pg
 from pglast.stream import RawStream
 
-from dsqlkit.local import spec
-from dsqlkit.local.spec import DsqlError
+from dsqlkit import dsql as spec
+from dsqlkit.dsql import DsqlError
 
 Node = dict[str, Any]
 
@@ -627,7 +627,7 @@ def version_rewrite(sql: str) -> tuple[str, str | None] | None:
 
     The parse tree is rewritten, never the text: ``version()`` / ``pg_catalog.version()`` become
     ``sys.dsql_version()``; ``current_setting('server_version[_num]'[, <constant>])`` becomes the
-    value from :mod:`~dsqlkit.local.spec`; ``SHOW server_version[_num]`` alone in the string
+    value from :mod:`~dsqlkit.dsql`; ``SHOW server_version[_num]`` alone in the string
     becomes a SELECT of one column of the same name, with command tag ``SHOW``. A select-list
     entry keeps its original column name (``version``, ``current_setting``). Parameters (``$1``)
     survive the rewrite. Example::

@@ -24,8 +24,8 @@ import enum
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 
+from dsqlkit.dsql import DsqlError
 from dsqlkit.local.config import EndpointConfig
-from dsqlkit.local.spec import DsqlError
 
 
 class Action(enum.Enum):
@@ -114,12 +114,3 @@ class EndpointRules:
     async def role_allows(self, role: str, arn: str) -> bool:
         """Whether IAM identity ``arn`` may connect as ``role`` (admin: always; else mappings)."""
         return True
-
-
-def rules_for(config: EndpointConfig) -> EndpointRules:
-    """The rules the server applies: DSQL's (``dsqlkit.local.rules``) unless dialect checks are off."""
-    if not config.dialect_checks:
-        return EndpointRules(config)
-    from dsqlkit.local.rules import DsqlRules
-
-    return DsqlRules(config)

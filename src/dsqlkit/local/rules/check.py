@@ -2,7 +2,7 @@
 
 Each file is split into statements (PostgreSQL's scanner, so DSQL-only syntax such as
 ``CREATE INDEX ASYNC`` splits too), and each statement goes through the local endpoint's own rules:
-the dialect (:func:`dsqlkit.local.dialect.classify`) and the transaction rules across ``BEGIN`` /
+the dialect (:func:`dsqlkit.local.rules.dialect.classify`) and the transaction rules across ``BEGIN`` /
 ``COMMIT`` in the file (one DDL per transaction, no DDL with DML). A statement outside ``BEGIN`` is
 a transaction of its own, as when a client runs the file statement by statement.
 
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 
 from pglast import parser as pg
 
-from dsqlkit.local.dialect import classify, split_statements
-from dsqlkit.local.session import TransactionRules
+from dsqlkit.local.rules.dialect import classify, split_statements
+from dsqlkit.local.rules.session import TransactionRules
 
 EXIT_OK, EXIT_REFUSED, EXIT_UNREADABLE = 0, 1, 2
 

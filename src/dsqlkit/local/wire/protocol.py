@@ -12,7 +12,7 @@ the caller asked to inspect; everything else comes back as raw byte slices to fo
         elif kind == ord("Q"):
             sql = parse_query(data[5:])
 
-Protocol errors raise :class:`ProtocolError`, which carries the :class:`~dsqlkit.local.spec.DsqlError`
+Protocol errors raise :class:`ProtocolError`, which carries the :class:`~dsqlkit.dsql.DsqlError`
 to send before closing.
 """
 
@@ -22,7 +22,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 # Precompiled layouts (network byte order).
 HEADER = struct.Struct("!BI")  # message type, length (length counts itself, not the type byte)

@@ -34,8 +34,8 @@ import asyncpg
 from pglast import parse_sql, parser
 from pglast.stream import RawStream
 
-from dsqlkit.local import spec
-from dsqlkit.local.policy import Decision
+from dsqlkit import dsql as spec
+from dsqlkit.local.rules.policy import Decision
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def parse_wait(sql: str) -> tuple[str, str | None] | None:
 class JobManager:
     """Runs the endpoint's asynchronous jobs on the backend and answers the job statements.
 
-    ``backend``: a :class:`dsqlkit.local.backend.Backend` (``dsn()``, ``admin_connection()``).
+    ``backend``: a :class:`dsqlkit.local.backend.postgres.Backend` (``dsn()``, ``admin_connection()``).
     """
 
     def __init__(self, backend: Any) -> None:

@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 
 #: Added to every backend StartupMessage. lock_timeout is in milliseconds; 1 is the smallest
 #: value (0 would mean "wait forever").

@@ -16,7 +16,7 @@ Example::
 
 from __future__ import annotations
 
-from dsqlkit.local import spec
+from dsqlkit import dsql as spec
 from dsqlkit.local.config import Quotas
 
 

@@ -24,8 +24,8 @@ from typing import Any
 import asyncpg
 from pglast import parse_sql, parser
 
-from dsqlkit.local import spec
-from dsqlkit.local.policy import Decision
+from dsqlkit import dsql as spec
+from dsqlkit.local.rules.policy import Decision
 
 CHANNEL = "dsqlkit_iam"
 _COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
@@ -104,7 +104,7 @@ def role_arns(arn: str) -> tuple[str, ...]:
 class IamRoles:
     """The endpoint's IAM role mappings: statements, and the check at connection start.
 
-    ``backend``: a :class:`dsqlkit.local.backend.Backend` (``dsn()``, ``fetch_admin()``).
+    ``backend``: a :class:`dsqlkit.local.backend.postgres.Backend` (``dsn()``, ``fetch_admin()``).
     """
 
     def __init__(self, backend: Any) -> None:
