@@ -150,5 +150,5 @@ async def test_asyncpg_environment_mode_is_honoured(config, monkeypatch):
     monkeypatch.setenv("PGSSLROOTCERT", "/nonexistent/ca.pem")
     with pytest.raises(FileNotFoundError):
         await dsqlkit.asyncpg.connect(**config, connect_retry=None)
-    with pytest.raises(asyncpg.PostgresError, match="(?i)ssl|tls|encrypt"):
+    with pytest.raises(asyncpg.PostgresError, match=r"(?i)ssl|tls|encrypt"):
         await dsqlkit.asyncpg.connect(**config, sslmode="disable", connect_retry=None)
