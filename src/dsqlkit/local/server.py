@@ -5,7 +5,7 @@ A thin I/O shell around :mod:`dsqlkit.local.wire.protocol`. For each client conn
 1. **Accept**: peek at the first bytes before TLS. ``0x16`` is direct TLS (ALPN must be
    ``postgresql``); an SSLRequest is answered ``S`` (bytes sent before the handshake close the
    connection: CVE-2021-23214); a GSSENCRequest ``N``; a plaintext StartupMessage gets
-   ``spec.SSL_REQUIRED``; a CancelRequest is carried out. The whole startup phase is bounded in time.
+   ``spec.SSL_MANDATORY``; a CancelRequest is carried out. The whole startup phase is bounded in time.
 2. **Startup** (over TLS): SNI must be one of the endpoint's names; user and database checked;
    connection quotas (:mod:`~dsqlkit.local.rules.quotas`); the policy's ``check_startup``.
 3. **Auth**: AuthenticationCleartextPassword; the password is an IAM token, checked with
@@ -279,7 +279,7 @@ class Endpoint:
                 return None
             self._refuse(None, peer, "plaintext")
             with contextlib.suppress(OSError):
-                conn.send(pg.error_response(spec.SSL_REQUIRED))
+                conn.send(pg.error_response(spec.SSL_MANDATORY))
             return None
 
     def _refuse(self, error: spec.DsqlError | None, peer: Any, reason: str, user: str = "") -> None:
