@@ -62,6 +62,8 @@ def fatal(sqlstate: str, message: str, hint: str | None = None) -> DsqlError:
 
 # Connection start
 SSL_REQUIRED = fatal("08P01", "unable to accept connection, SSL is required")  # emulator decision
+#: A second GSSENCRequest on one connection (PostgreSQL refuses it too, with its own text): emulator.
+GSSENC_REPEATED = fatal("08P01", "unable to accept connection, GSSENCRequest sent twice")
 SNI_MISSING = fatal("08P01", "unable to accept connection, sni was not received")
 UNKNOWN_HOST = fatal("08P01", "unable to accept connection, unknown host name {host}")  # emulator
 ALPN_MISSING = fatal(
