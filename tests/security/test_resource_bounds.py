@@ -1,15 +1,17 @@
-"""Resource bounds outside the session state machine, attacked over real sockets (issue 11).
+"""Resource bounds and strict parsing outside the session state machine, over real sockets (issue 11).
 
 Before TLS: a GSSENCRequest loop is refused after the first; a client that sends part of a header
 and goes silent costs the endpoint no CPU while it waits for the startup deadline (measured as
 this process's CPU time: the endpoint runs in a thread here, and the test thread only blocks).
-Each test also checks that a well-behaved client is served and sessions return to their baseline.
+An IAM token signed over a date with a trailing newline is refused as DSQL refuses (FATAL 08006
+with a hint). Each test also checks that a well-behaved client is served and sessions return to their baseline.
 """
 
 from __future__ import annotations
 
 import resource
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +19,15 @@ import pytest
 from dsqlkit import dsql as spec
 from dsqlkit.local import LocalEndpoint
 from dsqlkit.local.wire import protocol as pg
-from tests.security.clients import GoodClient, assert_back_to, baseline, errors
+from tests.security.clients import (
+    GoodClient,
+    assert_back_to,
+    baseline,
+    errors,
+    read_messages,
+    tls_socket,
+)
+from tests.security.tokens import signed_over
 
 #: The module's endpoint gives up on a silent client after this (short: the tests wait for it).
 STARTUP_TIMEOUT = 1.0
@@ -110,5 +120,40 @@ def test_silent_partial_header_costs_no_cpu(
         sock.close()
     spent = _cpu_seconds() - cpu
     assert spent < SILENT_CPU_BUDGET, f"{spent * 1000:.0f} ms of CPU for 5 silent clients"
+    good.check()
+    assert_back_to(ep, base)
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\u0669"], ids=["trailing-newline", "arabic-digit"])
+def test_token_with_an_odd_date_is_refused_over_tls(
+    ep: LocalEndpoint, good: GoodClient, suffix: str
+) -> None:
+    base = baseline(ep)
+    creds = ep.credentials
+    date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if suffix != "\n":  # a non-ASCII digit in place of the seconds' last digit
+        date = date[:-2] + suffix + "Z"
+    else:
+        date += suffix
+    token = signed_over(
+        date,
+        access_key=creds.access_key,
+        secret=creds.secret_key,
+        host=ep.host,
+        region=ep.config.region,
+    )
+    with tls_socket(ep) as sock:
+        sock.sendall(pg.startup_message({"user": spec.ADMIN_USER, "database": spec.DATABASE}))
+        read_messages(sock, b"R")
+        sock.sendall(pg.password_message(token))
+        messages = read_messages(sock, b"")
+    (error,) = errors(messages)
+    assert (error["S"], error["C"], error["M"]) == (
+        "FATAL",
+        spec.ACCESS_DENIED.sqlstate,
+        spec.ACCESS_DENIED.message,
+    )
+    assert error["H"] == spec.HINT_MALFORMED.format(what="X-Amz-Date is not yyyymmddTHHMMSSZ")
+    assert creds.secret_key not in str(messages) and not any(k == "Z" for k, _ in messages)
     good.check()
     assert_back_to(ep, base)
