@@ -9,9 +9,10 @@ A drop-in for the official ``aurora_dsql_asyncpg``; returns asyncpg's own connec
     pool = await dsql.create_pool(host="...", region="us-east-1", min_size=1, max_size=10)
     await pool.run_transaction(lambda conn: conn.execute("UPDATE t SET n = n + 1"))
 
-Differences from the official connector: TLS ``verify-full`` (system CAs, or ``sslrootcert=``)
-over direct TLS with ALPN by default (``sslmode=``, ``sslrootcert=``, ``ssl=``, ``direct_tls=`` to
-change); tokens signed off the event loop; connect backoff and rate limiting; pools replace
+Differences from the official connector: TLS from ``sslmode=`` / ``sslrootcert=``, else libpq's
+``PGSSLMODE`` / ``PGSSLROOTCERT``, else ``verify-full`` with the system CAs, over direct TLS with
+ALPN (a context dsqlkit builds); a caller's own ``ssl=`` context is used as is over SSLRequest
+(``direct_tls=True`` to ask for direct TLS); tokens signed off the event loop; connect backoff and rate limiting; pools replace
 connections older than ``max_lifetime`` (55 minutes) and close idle ones after 10 minutes; OCC
 retry on by default in pools.
 """

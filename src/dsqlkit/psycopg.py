@@ -11,8 +11,9 @@ are psycopg's own connections and pools, so nothing sits on the query path::
     with dsql.create_pool("abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws") as pool:
         pool.run_transaction(lambda conn: conn.execute("UPDATE t SET n = n + 1"))
 
-Differences from the official connector: TLS ``verify-full`` with the system CAs and direct TLS by
-default; connect backoff on rate/too-many refusals (``connect_retry=``) and a process-wide
+Differences from the official connector: TLS settings from the arguments, then libpq's environment
+(``PGSSLMODE``, ``PGSSLROOTCERT``), and only when neither sets them ``verify-full`` with the
+system CAs over direct TLS; connect backoff on rate/too-many refusals (``connect_retry=``) and a process-wide
 new-connection rate limit (``rate_limit=``); pools recycle connections after 55 minutes (idle
 after 10) and retry OCC conflicts by default (``retry=False`` to turn off); tokens are cached
 per process and signed locally. ``application_name=`` (or ``orm_prefix=``) is kept as a prefix.

@@ -6,6 +6,7 @@ import pytest
 
 from dsqlkit import dsql as spec
 from dsqlkit.local.config import Quotas
+from dsqlkit.local.rules import occ
 from dsqlkit.local.rules.dialect import REFUSALS, Kind, classify
 from dsqlkit.local.rules.policy import Action
 from dsqlkit.local.rules.session import DsqlSession, TransactionRules, startup_refusal
@@ -239,16 +240,6 @@ class FakeClock:
         return self.now
 
 
-class Catalog:
-    """Stands in for occ.OccState (a counter) so that the session rules test without a server."""
-
-    def __init__(self) -> None:
-        self.catalog_version = 0
-
-    def bump(self) -> None:
-        self.catalog_version += 1
-
-
 def run(session: DsqlSession, sql: str, *, tag: str | None = None, status: str = "T") -> object:
     """One round trip: the decision, then (if forwarded) the backend's answer."""
     decision = session.on_statement(sql, extended=False)
@@ -316,28 +307,69 @@ def test_transaction_age() -> None:
     assert run(session, "SELECT 1", tag="SELECT 1", status="I") is None  # no transaction: no age
 
 
-def test_schema_conflict_once_after_another_sessions_ddl() -> None:
-    catalog = Catalog()
+def ddl(session: DsqlSession, sql: str, touched: str | None, *, status: str = "I") -> None:
+    """A DDL the backend ran: its catalog-change notice (``touched``: JSON names), tag, status."""
+    assert session.on_statement(sql, extended=False).action is Action.FORWARD
+    if touched is not None:
+        assert session.on_notice({"C": occ.CATALOG_NOTICE_SQLSTATE, "D": touched})
+    session.on_command_complete(sql.split(" ", 1)[0] + " TABLE")
+    session.on_ready_for_query(status)
+
+
+def test_schema_conflict_only_for_older_transactions_using_a_changed_relation() -> None:
+    catalog = occ.OccState()
     mine, other = DsqlSession(Quotas(), catalog=catalog), DsqlSession(Quotas(), catalog=catalog)
-    assert run(other, "CREATE TABLE a (x int)", tag="CREATE TABLE", status="I") is None
-    assert catalog.catalog_version == 1
-    assert run(other, "SELECT 1", tag="SELECT 1", status="I") is None  # its own change: no conflict
-    assert run(mine, "SELECT 1", status="I") == spec.OCC_SCHEMA_CONFLICT
-    assert run(mine, "SELECT 1", tag="SELECT 1", status="I") is None  # once
+    run(mine, "BEGIN", tag="BEGIN")
+    ddl(other, "ALTER TABLE a ADD COLUMN y int", '["a"]')
+    assert catalog.version == 1
+    assert run(mine, "SELECT 1", tag="SELECT 1") is None  # touches nothing that changed
+    assert run(mine, "SELECT * FROM b", tag="SELECT 1") is None  # another table
+    assert run(mine, "INSERT INTO a VALUES (1)") == spec.OCC_SCHEMA_CONFLICT
+    assert run(mine, "ROLLBACK", tag="ROLLBACK", status="I") is None
+    # Begun after the change: the new catalog, no conflict (autocommit or a block).
+    assert run(mine, "INSERT INTO a VALUES (1)", tag="INSERT 0 1", status="I") is None
+    run(mine, "BEGIN", tag="BEGIN")
+    assert run(mine, "INSERT INTO a VALUES (1)", tag="INSERT 0 1") is None
+    # A DDL that changed nothing sends no notice: no change.
+    ddl(other, "CREATE TABLE IF NOT EXISTS a (x int)", None)
+    assert catalog.version == 1
+    assert run(mine, "INSERT INTO a VALUES (2)", tag="INSERT 0 1") is None
+    # GRANT touches every relation.
+    ddl(other, "GRANT SELECT ON a TO r", "[null]")
+    assert run(mine, "SELECT * FROM b") == spec.OCC_SCHEMA_CONFLICT
+    run(mine, "ROLLBACK", tag="ROLLBACK", status="I")
+
+
+def test_schema_changes_count_when_committed() -> None:
+    catalog = occ.OccState()
+    other = DsqlSession(Quotas(), catalog=catalog)
     # A DDL that fails or is rolled back changes nothing.
     other.on_statement("CREATE TABLE a (x int)", extended=False)
+    assert other.on_notice({"C": occ.CATALOG_NOTICE_SQLSTATE, "D": '["a"]'})
     other.rewrite_error({"S": "ERROR", "C": "42P07"})
     other.on_ready_for_query("I")
     run(other, "BEGIN", tag="BEGIN")
-    run(other, "DROP TABLE a", tag="DROP TABLE")
+    ddl(other, "DROP TABLE a", '["a"]', status="T")
     run(other, "ROLLBACK", tag="ROLLBACK", status="I")
-    assert catalog.catalog_version == 1
-    # In a block, the change counts at COMMIT.
+    assert catalog.version == 0
+    # In a block, the change counts at COMMIT; other notices are the client's.
     run(other, "BEGIN", tag="BEGIN")
-    run(other, "DROP TABLE a", tag="DROP TABLE")
-    assert catalog.catalog_version == 1
+    ddl(other, "DROP TABLE a", '["a"]', status="T")
+    assert not other.on_notice({"C": "00000", "M": "table b does not exist, skipping"})
+    assert catalog.version == 0
     run(other, "COMMIT", tag="COMMIT", status="I")
-    assert catalog.catalog_version == 2
+    assert catalog.version == 1
+    assert catalog.conflicts(0, frozenset({"a"})) and not catalog.conflicts(1, frozenset({"a"}))
+
+
+def test_a_refused_commit_ends_the_transaction() -> None:
+    clock = FakeClock()
+    session = DsqlSession(Quotas(max_transaction_age_seconds=5), clock=clock)
+    run(session, "BEGIN", tag="BEGIN")
+    clock.now += 10
+    decision = session.on_statement("COMMIT", extended=False)
+    assert decision.action is Action.REFUSE and decision.rollback
+    assert not session.on_statement("SELECT 1", extended=False).rollback
 
 
 def test_extensions_decide_their_statements() -> None:

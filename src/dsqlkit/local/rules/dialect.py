@@ -38,6 +38,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -233,6 +234,8 @@ class Verdict:
     #: command tag the client should see for it (None: the backend's).
     rewrite: str | None = None
     command_tag: str | None = None
+    #: The relation names the statements refer to, unqualified (for OC001: ``rules/occ.py``).
+    relations: frozenset[str] = frozenset()
 
     @functools.cached_property  # read per statement on the relay's hot path
     def refusal(self) -> DsqlError | None:
@@ -288,14 +291,28 @@ def _classify(sql: str) -> Verdict:
     for raw in tree["stmts"]:
         statement = _classify_node(raw["stmt"], search)
         statements.append(_at(statement, _char_offset(sql, raw.get("stmt_location", 0))))
+    relations = _relations(text)
     # Pre-filter: a call of version() or a setting name like server_version, in any case. (A bare
     # "version" would match every statement: the JSON starts with the parser's {"version": ...}.)
     lowered = text.lower()
     if '"sval":"version"' in lowered or "server_version" in lowered:
         rewrite = version_rewrite(sql)
         if rewrite is not None:
-            return Verdict(tuple(statements), rewrite=rewrite[0], command_tag=rewrite[1])
-    return Verdict(tuple(statements))
+            return Verdict(
+                tuple(statements), rewrite=rewrite[0], command_tag=rewrite[1], relations=relations
+            )
+    return Verdict(tuple(statements), relations=relations)
+
+
+#: A RangeVar's name in the parser's JSON. String constants are escaped there (``\"relname\"``),
+#: so only real keys match.
+_RELNAME = re.compile(r'"relname":"((?:[^"\\]|\\.)*)"')
+
+
+def _relations(text: str) -> frozenset[str]:
+    if '"relname"' not in text:
+        return frozenset()
+    return frozenset(json.loads(f'"{name}"') for name in _RELNAME.findall(text))
 
 
 _classify_cached = functools.lru_cache(maxsize=CACHE_SIZE)(_classify)
