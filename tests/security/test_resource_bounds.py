@@ -44,14 +44,6 @@ def ep() -> Iterator[LocalEndpoint]:
         yield endpoint
 
 
-@pytest.fixture
-def good(ep: LocalEndpoint) -> Iterator[GoodClient]:
-    client = GoodClient(ep)
-    client.check()
-    yield client
-    client.close()
-
-
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
