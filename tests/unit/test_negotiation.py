@@ -67,7 +67,7 @@ def test_bytes_after_sslrequest_are_refused_without_an_answer() -> None:
 def test_plaintext_startup_is_refused() -> None:
     step, replies, _ = drive(pg.startup_message({"user": "admin", "database": "postgres"}))
     assert (step.outcome, step.reason) == (Outcome.REFUSE, "plaintext")
-    assert replies == [pg.error_response(spec.SSL_REQUIRED)]
+    assert replies == [pg.error_response(spec.SSL_MANDATORY)]
 
 
 def test_cancel_request() -> None:

@@ -187,7 +187,7 @@ def test_transient_connect_errors_are_retryable(exc):
         FakeSqlstate(spec.ACCESS_DENIED.sqlstate, spec.ACCESS_DENIED.message),
         FakeSqlstate(spec.DATABASE_MISSING.sqlstate),
         FakeSqlstate(spec.USER_MISSING.sqlstate),
-        FakeSqlstate(spec.SSL_REQUIRED.sqlstate),
+        FakeSqlstate(spec.SSL_MANDATORY.sqlstate),
         ValueError("bad argument"),
     ],
 )

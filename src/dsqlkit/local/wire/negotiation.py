@@ -3,7 +3,7 @@
 A client starts with at most one GSSENCRequest (answered ``N``), then either an SSLRequest (answered
 ``S``; the TLS handshake follows), a TLS record (``0x16``: direct TLS, PostgreSQL 17's
 ``sslnegotiation=direct``) or a CancelRequest. Anything else is refused: a plaintext
-StartupMessage with ``spec.SSL_REQUIRED``, a second GSSENCRequest with ``spec.GSSENC_REPEATED``
+StartupMessage with ``spec.SSL_MANDATORY``, a second GSSENCRequest with ``spec.GSSENC_REPEATED``
 (PostgreSQL too answers a repeated GSSENCRequest with a FATAL and closes), and bytes already sent
 after an SSLRequest, before the handshake, by closing (CVE-2021-23214).
 
@@ -139,7 +139,7 @@ class Negotiation:
         if code == pg.CANCEL_REQUEST_CODE and length == MAX_HELD:
             self._state = _State.CANCEL_BODY
             return _CONTINUE
-        reply = pg.error_response(spec.SSL_REQUIRED)
+        reply = pg.error_response(spec.SSL_MANDATORY)
         return self._end(Step(Outcome.REFUSE, reply=reply, reason="plaintext"))
 
     def _end(self, step: Step) -> Step:
