@@ -64,6 +64,8 @@ def fatal(sqlstate: str, message: str, hint: str | None = None) -> DsqlError:
 #: A plaintext StartupMessage. DSQL's text contains "SSL is mandatory" (asserted by the official
 #: connector's suite against real clusters); the rest of the text and the SQLSTATE: emulator decision.
 SSL_MANDATORY = fatal("08P01", "unable to accept connection, SSL is mandatory")
+#: A second GSSENCRequest on one connection (PostgreSQL refuses it too, with its own text): emulator.
+GSSENC_REPEATED = fatal("08P01", "unable to accept connection, GSSENCRequest sent twice")
 SNI_MISSING = fatal("08P01", "unable to accept connection, sni was not received")
 UNKNOWN_HOST = fatal("08P01", "unable to accept connection, unknown host name {host}")  # emulator
 ALPN_MISSING = fatal(
