@@ -186,11 +186,21 @@ def pooled_endpoint(dsql_endpoint: LocalEndpoint) -> Iterator[LocalEndpoint]:
 
 
 def test_current_session_id_through_the_backend_pool(pooled_endpoint: LocalEndpoint) -> None:
-    # The function keeps working across the pool's reset (DISCARD ALL) and concurrent clients
-    # still differ; a reused backend session keeps its id (docs/emulator.md, the ledger).
+    """The function keeps working across the pool's reset (DISCARD ALL), concurrent clients still
+    differ, and a reused backend session keeps its id (the ledger row in docs/emulator.md)."""
+    rounds = []
     for _ in range(2):
         with (
             psycopg.connect(pooled_endpoint.dsn(), autocommit=True) as a,
             psycopg.connect(pooled_endpoint.dsn(), autocommit=True) as b,
         ):
-            assert session_id(a) != session_id(b)
+            ids = {session_id(a), session_id(b)}
+        assert len(ids) == 2
+        rounds.append(ids)
+        # Parking is asynchronous (DISCARD ALL, then its answer): wait, bounded, for both.
+        deadline = time.monotonic() + 15
+        while pooled_endpoint.stats().backend_sessions_pooled < 2:
+            assert time.monotonic() < deadline, "sessions were not parked"
+            time.sleep(0.01)
+    assert pooled_endpoint.stats().backend_sessions_reused >= 2
+    assert rounds[0] == rounds[1]
