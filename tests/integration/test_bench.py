@@ -72,7 +72,7 @@ def test_official_asyncpg_still_verifies_the_certificate(dsql_endpoint, dsql_env
     uncovered = "notthisclusteraaaaaaaaaaaa.dsql.us-east-1.on.aws"
     assert uncovered not in dsql_endpoint.hostnames
     target = dataclasses.replace(local_target(dsql_endpoint), dsql_host=uncovered)
-    with pytest.raises(RuntimeError, match="(?i)certificate|hostname"):
+    with pytest.raises(RuntimeError, match=r"(?i)certificate|hostname"):
         cold_start_once("asyncpg", "official", "SELECT 1", target)
     good = cold_start_once("asyncpg", "official", "SELECT 1", local_target(dsql_endpoint))
     assert good["connect"] > 0
