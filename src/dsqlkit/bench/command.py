@@ -3,6 +3,8 @@
 Examples::
 
     dsqlkit bench                                   # local endpoint, every pattern
+    dsqlkit bench --seed                            # the seed's Lambda 256 MB question, modelled
+    dsqlkit bench --lambda-memory 512 --added-latency-ms 1 --connect-delay-ms 20
     dsqlkit bench --drivers asyncpg,psycopg --patterns connect,pool --added-latency-ms 0.5
     dsqlkit bench --endpoint abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws --profile dev
 
@@ -21,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dsqlkit import dsql as spec
-from dsqlkit.bench import patterns
+from dsqlkit.bench import patterns, seed
 from dsqlkit.bench.runner import BenchConfig, Report, Target, run_benchmark, timestamp_folder
+from dsqlkit.bench.throttle import lambda_cpu_share
 
 if TYPE_CHECKING:
     from dsqlkit.local.address import EndpointAddress
@@ -67,6 +70,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         help="parallel queries per iteration for the pool pattern (1)",
+    )
+    what.add_argument(
+        "--lambda-memory",
+        type=int,
+        metavar="MB",
+        help="run the client processes at the CPU share of a Lambda function of this size "
+        "(MB / 1769 of a CPU; e.g. 128, 256, 512, 1769)",
+    )
+    what.add_argument(
+        "--seed",
+        action="store_true",
+        help=f"the seed's configuration: Lambda {seed.MEMORY_MB} MB, {seed.QUERY!r}, "
+        f"{seed.ITERATIONS} iterations, drivers {','.join(seed.DRIVERS)}, in-region network "
+        f"(+{seed.IN_REGION_RTT_MS:g} ms per round trip, +{seed.DSQL_CONNECT_SETUP_MS:g} ms per "
+        "connection); prints the seed's published numbers beside the modelled ones",
     )
     what.add_argument(
         "--no-cold-start",
@@ -138,14 +156,45 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                 args.implementations, patterns.IMPLEMENTATIONS, "implementation"
             ),
             cold_start=args.cold_start,
+            lambda_memory_mb=args.lambda_memory,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
 
+def apply_seed_preset(args: argparse.Namespace) -> None:
+    """``--seed``: the seed's configuration (see :mod:`dsqlkit.bench.seed`)."""
+    if args.endpoint:
+        raise UsageError(
+            "--seed models the network on the local endpoint: drop --endpoint, or use "
+            f"--lambda-memory {seed.MEMORY_MB} against a cluster"
+        )
+    args.lambda_memory = seed.MEMORY_MB
+    args.query, args.iterations = seed.QUERY, seed.ITERATIONS
+    args.added_latency_ms = seed.IN_REGION_RTT_MS
+    args.connect_delay_ms = seed.DSQL_CONNECT_SETUP_MS
+    args.drivers, args.patterns = ",".join(seed.DRIVERS), ",".join(seed.PATTERNS)
+
+
+def model_description(args: argparse.Namespace) -> str:
+    """The client model in one line, for the report."""
+    parts = []
+    if args.lambda_memory:
+        share = lambda_cpu_share(args.lambda_memory)
+        parts.append(f"Lambda {args.lambda_memory} MB = {share:.3f} of a vCPU")
+    if not args.endpoint and (args.added_latency_ms or args.connect_delay_ms):
+        parts.append(
+            f"network +{args.added_latency_ms:g} ms per round trip, "
+            f"+{args.connect_delay_ms:g} ms per new connection"
+        )
+    return "; ".join(parts) or "none: a whole CPU, this machine's loopback"
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the benchmark; 0 if every row ran, 1 if some failed, 2 for usage errors."""
     try:
+        if args.seed:
+            apply_seed_preset(args)
         config = config_from_args(args)
         if args.endpoint and (args.added_latency_ms or args.connect_delay_ms):
             raise UsageError(
@@ -156,6 +205,9 @@ def run(args: argparse.Namespace) -> int:
         with _target(args) as (target, label):
             stream = None if args.quiet else sys.stderr
             report = run_benchmark(config, target, endpoint_label=label, progress_stream=stream)
+        report.header["model"] = model_description(args)
+        if args.seed:
+            report.header["preset"] = "seed"
     except UsageError as exc:
         print(f"dsqlkit bench: error: {exc}", file=sys.stderr)
         return 2
@@ -163,8 +215,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _output(report: Report, output: Path, args: argparse.Namespace) -> int:
-    from dsqlkit.bench.report import format_table, write_all
+    from dsqlkit.bench.report import format_summary, format_table, write_all
 
+    print(format_summary(report))
+    print()
     print(format_table(report))
     written = write_all(report, output, chart=args.chart, json_only=args.json_only)
     print(f"\nwrote {', '.join(str(path) for path in written)}")

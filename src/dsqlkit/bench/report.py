@@ -13,9 +13,11 @@ import dataclasses
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsqlkit.bench import seed
 from dsqlkit.bench.runner import ColdStartResult, Report, RowResult, Stats
 
 #: (heading, how to get the value from a row) of the results table, shared by terminal and Markdown.
@@ -49,7 +51,112 @@ _COLD_COLUMNS: list[tuple[str, Any]] = [
 
 
 #: Left-aligned columns; the others hold numbers and are right-aligned.
-_TEXT_COLUMNS = frozenset({"driver", "pattern", "impl"})
+_TEXT_COLUMNS = frozenset({"driver", "pattern", "impl", "seed row", "time"})
+
+
+def _per_request(row: RowResult | None) -> float | None:
+    """What one request costs on this pattern: getting the connection plus the query (p50)."""
+    if row is None or row.status != "ok" or row.connect is None or row.query is None:
+        return None
+    return row.connect.p50 + row.query.p50
+
+
+def ratio(numerator: float | None, denominator: float | None) -> str:
+    """``"10.4x"``, or ``-`` when either side is missing. Example: ``ratio(873, 87.3) == "10.0x"``."""
+    if numerator is None or not denominator:
+        return "-"
+    value = numerator / denominator
+    if value < 0.1:
+        return f"{value:.2g}x"
+    return f"{value:.{2 if value < 10 else 1 if value < 100 else 0}f}x"
+
+
+@dataclass
+class _SummaryRow:
+    driver: str
+    pattern: str
+    by_impl: dict[str, float | None]
+
+
+_SUMMARY_COLUMNS: list[tuple[str, Any]] = [
+    ("driver", lambda s: s.driver),
+    ("pattern", lambda s: s.pattern),
+    ("dsqlkit", lambda s: s.by_impl.get("dsqlkit")),
+    ("official", lambda s: s.by_impl.get("official")),
+    ("raw", lambda s: s.by_impl.get("raw")),
+    ("official/dsqlkit", lambda s: ratio(s.by_impl.get("official"), s.by_impl.get("dsqlkit"))),
+    ("dsqlkit/raw", lambda s: ratio(s.by_impl.get("dsqlkit"), s.by_impl.get("raw"))),
+]
+_SUMMARY_TITLE = (
+    "Summary: one request (get a connection + the query), p50 ms, lower is better; "
+    "official/dsqlkit = how many times faster dsqlkit is"
+)
+
+
+def _summary_rows(report: Report) -> list[_SummaryRow]:
+    by_key = {(r.driver, r.pattern, r.implementation): r for r in report.rows}
+    groups = dict.fromkeys((r.driver, r.pattern) for r in report.rows)
+    implementations = dict.fromkeys(r.implementation for r in report.rows)
+    return [
+        _SummaryRow(d, p, {i: _per_request(by_key.get((d, p, i))) for i in implementations})
+        for d, p in groups
+    ]
+
+
+@dataclass
+class _SeedLine:
+    label: str
+    what: str
+    seed_x86: float
+    seed_arm: float
+    official: float | None
+    dsqlkit: float | None
+
+
+_SEED_COLUMNS: list[tuple[str, Any]] = [
+    ("seed row", lambda s: s.label),
+    ("time", lambda s: s.what),
+    ("seed x86", lambda s: s.seed_x86),
+    ("seed arm64", lambda s: s.seed_arm),
+    ("official (model)", lambda s: s.official),
+    ("model/seed x86", lambda s: ratio(s.official, s.seed_x86)),
+    ("dsqlkit (model)", lambda s: s.dsqlkit),
+    ("dsqlkit/official", lambda s: ratio(s.dsqlkit, s.official)),
+]
+
+
+def _seed_lines(report: Report) -> list[_SeedLine]:
+    by_key = {(r.driver, r.pattern, r.implementation): r for r in report.rows}
+    lines = []
+    for row in seed.SEED_ROWS:
+        official = by_key.get((row.driver, row.pattern, "official"))
+        dsqlkit = by_key.get((row.driver, row.pattern, "dsqlkit"))
+        for what, x86, arm in (
+            ("connect", row.connect_x86, row.connect_arm),
+            ("query", row.query_x86, row.query_arm),
+        ):
+            lines.append(
+                _SeedLine(row.label, what, x86, arm, _p50(official, what), _p50(dsqlkit, what))
+            )
+    return lines
+
+
+def _p50(row: RowResult | None, metric: str) -> float | None:
+    if row is None or row.status != "ok":
+        return None
+    stats: Stats | None = getattr(row, metric)
+    return None if stats is None else stats.p50
+
+
+def _seed_title(report: Report) -> str:
+    return (
+        f"The seed's question, modelled here ({report.header.get('model', '')}); "
+        f"{seed.DESCRIPTION}"
+    )
+
+
+def _is_seed(report: Report) -> bool:
+    return report.header.get("preset") == "seed"
 
 
 def _stat(stats: Stats | None, name: str) -> float | None:
@@ -95,9 +202,25 @@ def _cold_label(cold: ColdStartResult) -> str:
     return f"cold start {cold.driver} {cold.implementation}"
 
 
+def format_summary(report: Report) -> str:
+    """The short answer: per driver and pattern, one request's cost for each implementation and
+    the ratios; with ``--seed``, the seed's published numbers beside the modelled ones first."""
+    parts = []
+    if _is_seed(report):
+        parts += [
+            _seed_title(report),
+            _text_table(_SEED_COLUMNS, _cells(_seed_lines(report), _SEED_COLUMNS)),
+            "",
+        ]
+    rows = _summary_rows(report)
+    parts += [_SUMMARY_TITLE, _text_table(_SUMMARY_COLUMNS, _cells(rows, _SUMMARY_COLUMNS))]
+    return "\n".join(parts)
+
+
 def format_table(report: Report) -> str:
     """The results as aligned plain-text tables (times in ms, medians across rounds)."""
-    parts = [_text_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS))]
+    parts = ["All rows (medians across rounds of each round's statistic, ms)"]
+    parts.append(_text_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)))
     if report.cold_start:
         parts += ["", "Cold start (fresh process: import + first connection + first query)"]
         parts.append(_text_table(_COLD_COLUMNS, _cells(report.cold_start, _COLD_COLUMNS)))
@@ -150,9 +273,22 @@ def to_markdown(report: Report) -> str:
             if (limit := header.get("dsqlkit client rate limit"))
             else []
         ),
+        *([f"- Client model: {model}"] if (model := header.get("model")) else []),
+        *([f"- Client processes: {client}"] if (client := header.get("client")) else []),
+        *(
+            [f"- CPU share the rows' client process achieved: {share}"]
+            if (share := header.get("client CPU share achieved"))
+            else []
+        ),
         "",
-        _markdown_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)),
     ]
+    if _is_seed(report):
+        lines += [f"## {_seed_title(report)}", ""]
+        lines += [_markdown_table(_SEED_COLUMNS, _cells(_seed_lines(report), _SEED_COLUMNS)), ""]
+    lines += [f"## {_SUMMARY_TITLE}", ""]
+    lines += [_markdown_table(_SUMMARY_COLUMNS, _cells(_summary_rows(report), _SUMMARY_COLUMNS))]
+    lines += ["", "## All rows", ""]
+    lines.append(_markdown_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)))
     if report.cold_start:
         lines += [
             "",

@@ -45,6 +45,8 @@ LAMBDA_MIN_MEMORY_MB = 128
 LAMBDA_MAX_MEMORY_MB = 10_240
 #: The duty cycle's period: the controller's tick and the most CPU time saved up (x share).
 DEFAULT_PERIOD_S = 0.010
+#: A debt smaller than this (a microsecond of CPU, float rounding) is not worth a stop.
+_NEGLIGIBLE_CPU_S = 1e-6
 
 
 def lambda_cpu_share(memory_mb: int) -> float:
@@ -99,9 +101,10 @@ class CpuBudget:
         """Account for the CPU time used since the last call; seconds to stop (0.0: let it run)."""
         earned = self.share * max(0.0, now - self.last_wall)
         used = max(0.0, cpu - self.last_cpu)
-        self.budget = min(self.capacity, self.budget + earned) - used
+        # What was saved up is capped at one period's share; what this interval earned is not.
+        self.budget = min(self.capacity, self.budget) + earned - used
         self.last_wall, self.last_cpu = now, cpu
-        if self.budget >= 0:
+        if self.budget > -_NEGLIGIBLE_CPU_S:
             return 0.0
         delay = -self.budget / self.share
         self.stopped += delay
