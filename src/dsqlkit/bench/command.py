@@ -5,6 +5,8 @@ Examples::
     dsqlkit bench                                   # local endpoint, every pattern
     dsqlkit bench --seed                            # the seed's Lambda 256 MB question, modelled
     dsqlkit bench --lambda-memory 512 --added-latency-ms 1 --connect-delay-ms 20
+    dsqlkit bench storm --containers 200 --burst 50 --rate 20   # a Lambda scale-out storm
+    dsqlkit bench compare x86/results.json arm64/results.json  # two runs side by side
     dsqlkit bench --drivers asyncpg,psycopg --patterns connect,pool --added-latency-ms 0.5
     dsqlkit bench --endpoint abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws --profile dev
 
@@ -40,6 +42,13 @@ _BENCH_CONNECTION_RATE = 1_000_000.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n", 1)[1]
+    parser.add_argument(
+        "action",
+        nargs="*",
+        metavar="storm | compare A.json B.json",
+        help="storm: the scale-out storm scenario; compare: two results.json side by side "
+        "(default: the benchmark)",
+    )
     what = parser.add_argument_group("what to run")
     what.add_argument(
         "--patterns",
@@ -111,6 +120,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="local endpoint: simulated extra delay per new connection",
+    )
+
+    storm = parser.add_argument_group("storm (dsqlkit bench storm)")
+    storm.add_argument("--containers", type=int, default=200, help="cold containers (200)")
+    storm.add_argument("--burst", type=int, default=50, help="the endpoint's rate burst (50)")
+    storm.add_argument("--rate", type=float, default=20.0, help="its refill per second (20)")
+    storm.add_argument("--warm", type=int, default=3, help="warm invocations per container (3)")
+    storm.add_argument(
+        "--variants",
+        default=",".join(storm_variants()),
+        help=f"comma-separated, from {', '.join(storm_variants())} (default: all)",
     )
 
     out = parser.add_argument_group("output")
@@ -190,27 +210,90 @@ def model_description(args: argparse.Namespace) -> str:
     return "; ".join(parts) or "none: a whole CPU, this machine's loopback"
 
 
+def storm_variants() -> tuple[str, ...]:
+    from dsqlkit.bench.storm import VARIANTS
+
+    return tuple(VARIANTS)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark; 0 if every row ran, 1 if some failed, 2 for usage errors."""
+    """Run the benchmark (or ``storm``, ``compare``); 0 if every row ran, 1 if some failed, 2 for
+    usage errors."""
+    action = args.action[0] if args.action else None
     try:
-        if args.seed:
-            apply_seed_preset(args)
-        config = config_from_args(args)
-        if args.endpoint and (args.added_latency_ms or args.connect_delay_ms):
+        if action == "storm" and len(args.action) == 1:
+            return _run_storm(args)
+        if action == "compare" and len(args.action) == 3:
+            return _run_compare(args, Path(args.action[1]), Path(args.action[2]))
+        if action is not None:
             raise UsageError(
-                "--added-latency-ms and --connect-delay-ms apply to the local endpoint"
-                " only: drop them or drop --endpoint"
+                f"unknown action {' '.join(args.action)!r}: use `dsqlkit bench`, "
+                "`dsqlkit bench storm` or `dsqlkit bench compare A.json B.json`"
             )
-        output = args.output or Path("bench-results") / timestamp_folder()
-        with _target(args) as (target, label):
-            stream = None if args.quiet else sys.stderr
-            report = run_benchmark(config, target, endpoint_label=label, progress_stream=stream)
-        report.header["model"] = model_description(args)
-        if args.seed:
-            report.header["preset"] = "seed"
+        return _run_benchmark(args)
     except UsageError as exc:
         print(f"dsqlkit bench: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run_storm(args: argparse.Namespace) -> int:
+    from dsqlkit.bench.report import format_storm, write_storm
+    from dsqlkit.bench.storm import StormConfig, run_storm
+
+    try:
+        config = StormConfig(
+            containers=args.containers,
+            burst=args.burst,
+            rate=args.rate,
+            warm=args.warm,
+            driver=parse_names(args.drivers, list(patterns.DRIVERS), "driver")[0],
+            variants=parse_names(args.variants, storm_variants(), "variant"),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.endpoint:
+        raise UsageError("the storm runs against its own local endpoint: drop --endpoint")
+    output = args.output or Path("bench-results") / timestamp_folder()
+    report = run_storm(config, None if args.quiet else sys.stderr)
+    print(format_storm(report))
+    written = write_storm(report, output, chart=args.chart)
+    print(f"\nwrote {', '.join(str(path) for path in written)}")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace, first: Path, second: Path) -> int:
+    from dsqlkit.bench.compare import compare, load_results, write_compare_chart
+
+    try:
+        left, right = load_results(first), load_results(second)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(compare(left, right))
+    if args.chart:
+        output = args.output or Path("bench-results") / f"compare-{timestamp_folder()}"
+        output.mkdir(parents=True, exist_ok=True)
+        chart = write_compare_chart(left, right, output / "compare.png")
+        if chart is not None:
+            print(f"\nwrote {chart}")
+    return 0
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    if args.seed:
+        apply_seed_preset(args)
+    config = config_from_args(args)
+    if args.endpoint and (args.added_latency_ms or args.connect_delay_ms):
+        raise UsageError(
+            "--added-latency-ms and --connect-delay-ms apply to the local endpoint"
+            " only: drop them or drop --endpoint"
+        )
+    output = args.output or Path("bench-results") / timestamp_folder()
+    with _target(args) as (target, label):
+        stream = None if args.quiet else sys.stderr
+        report = run_benchmark(config, target, endpoint_label=label, progress_stream=stream)
+    report.header["model"] = model_description(args)
+    if args.seed:
+        report.header["preset"] = "seed"
     return _output(report, output, args)
 
 

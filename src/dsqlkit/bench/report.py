@@ -19,6 +19,8 @@ from typing import Any
 
 from dsqlkit.bench import seed
 from dsqlkit.bench.runner import ColdStartResult, Report, RowResult, Stats
+from dsqlkit.bench.storm import StormReport, per_second
+from dsqlkit.bench.storm import to_json as storm_json
 
 #: (heading, how to get the value from a row) of the results table, shared by terminal and Markdown.
 _ROW_COLUMNS: list[tuple[str, Any]] = [
@@ -150,8 +152,7 @@ def _p50(row: RowResult | None, metric: str) -> float | None:
 
 def _seed_title(report: Report) -> str:
     return (
-        f"The seed's question, modelled here ({report.header.get('model', '')}); "
-        f"{seed.DESCRIPTION}"
+        f"The seed's question, modelled here ({report.header.get('model', '')}); {seed.DESCRIPTION}"
     )
 
 
@@ -371,4 +372,139 @@ def write_all(
         png = write_chart(report, directory / "results.png")
         if png is not None:
             written.append(png)
+    return written
+
+
+# --- the storm ------------------------------------------------------------------------------------
+
+_STORM_COLUMNS: list[tuple[str, Any]] = [
+    ("impl", lambda r: r.variant),
+    ("containers", lambda r: r.containers),
+    ("served", lambda r: r.served),
+    ("failed invocations", lambda r: r.invocations_failed),
+    ("ok invocations", lambda r: r.invocations_ok),
+    ("53400 refusals", lambda r: r.refused_53400),
+    ("all serving s", lambda r: r.all_serving_s),
+    ("vs minimum", lambda r: r.versus),
+]
+
+
+@dataclass
+class _StormLine:
+    variant: str
+    containers: int
+    served: int
+    invocations_failed: int
+    invocations_ok: int
+    refused_53400: int
+    all_serving_s: float | None
+    versus: str
+
+
+def _storm_lines(report: StormReport) -> list[_StormLine]:
+    minimum = report.config.minimum_s
+    return [
+        _StormLine(
+            r.variant,
+            r.containers,
+            r.served,
+            r.invocations_failed,
+            r.invocations_ok,
+            r.refused_53400,
+            r.all_serving_s,
+            ratio(r.all_serving_s, minimum),
+        )
+        for r in report.results
+    ]
+
+
+def _storm_title(report: StormReport) -> str:
+    c = report.config
+    return (
+        f"Storm: {c.containers} cold containers at once ({c.driver}; each: import, connect, query, "
+        f"then {c.warm} warm invocations every {c.interval_s:g} s); token bucket {c.rate:g}/s, "
+        f"burst {c.burst}: theoretical minimum (N - burst) / rate = {c.minimum_s:.2f} s"
+    )
+
+
+def format_storm(report: StormReport) -> str:
+    """The storm's table for the terminal, with the failures' kinds under it."""
+    lines = _storm_lines(report)
+    parts = [_storm_title(report), _text_table(_STORM_COLUMNS, _cells(lines, _STORM_COLUMNS))]
+    for result in report.results:
+        if result.errors:
+            kinds = ", ".join(f"{count} x {kind}" for kind, count in result.errors.items())
+            parts.append(f"{result.variant}: failed invocations: {kinds}")
+    return "\n".join(parts)
+
+
+def storm_markdown(report: StormReport) -> str:
+    header = report.header
+    lines = [
+        "# dsqlkit bench storm",
+        "",
+        f"- Date: {header['date']}",
+        f"- Machine: {header['cpu']}, {header['arch']}, {header['cores']} cores, {header['os']}",
+        f"- Python {header['python']}",
+        f"- {_storm_title(report)}",
+        "",
+        _markdown_table(_STORM_COLUMNS, _cells(_storm_lines(report), _STORM_COLUMNS)),
+        "",
+        *(
+            f"- {r.variant}: failed invocations: "
+            + ", ".join(f"{count} x {kind}" for kind, count in r.errors.items())
+            for r in report.results
+            if r.errors
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_storm_chart(report: StormReport, path: Path) -> Path | None:
+    """Per variant: connections admitted and refused (53400) per second, with the bucket's
+    minimum and the moment every container was serving."""
+    if not report.results:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(report.results)
+    figure, axes = plt.subplots(count, 1, figsize=(9, 2.6 * count), sharex=True, squeeze=False)
+    for axis, result in zip(axes[:, 0], report.results, strict=True):
+        seconds = per_second(result.timeline)
+        xs = [s for s, _, _ in seconds]
+        axis.bar(xs, [a for _, a, _ in seconds], 0.8, label="admitted", color="tab:green")
+        axis.bar(
+            xs, [r for _, _, r in seconds], 0.8, bottom=[a for _, a, _ in seconds],
+            label="refused (53400)", color="tab:red",
+        )  # fmt: skip
+        axis.axvline(report.config.minimum_s, color="black", linestyle="--", label="bucket minimum")
+        if result.all_serving_s is not None:
+            axis.axvline(result.all_serving_s, color="tab:blue", label="all serving")
+        axis.set_title(
+            f"{result.variant}: {result.invocations_failed} failed invocations, "
+            f"{result.refused_53400} refusals",
+            fontsize=9,
+        )
+        axis.set_ylabel("connections/s")
+        axis.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("seconds since the containers started")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def write_storm(report: StormReport, directory: Path, *, chart: bool = True) -> list[Path]:
+    """``storm.json``, ``storm.md`` and ``storm.png`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "storm.json"
+    json_path.write_text(json.dumps(storm_json(report), indent=2) + "\n", encoding="utf-8")
+    markdown = directory / "storm.md"
+    markdown.write_text(storm_markdown(report), encoding="utf-8")
+    written = [json_path, markdown]
+    if chart and (png := write_storm_chart(report, directory / "storm.png")) is not None:
+        written.append(png)
     return written

@@ -209,6 +209,16 @@ class Report:
     rows: list[RowResult] = field(default_factory=list)
     cold_start: list[ColdStartResult] = field(default_factory=list)
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """A report from ``results.json`` (or the Lambda example's answer, the same format)."""
+        return cls(
+            dict(data["header"]),
+            BenchConfig.from_json(data["config"]),
+            [RowResult.from_json(row) for row in data["rows"]],
+            [ColdStartResult.from_json(cold) for cold in data.get("cold_start", [])],
+        )
+
     @property
     def failed(self) -> list[RowResult | ColdStartResult]:
         """Rows and cold-start cases that ended in an error (skips are not failures)."""
