@@ -17,6 +17,7 @@ import pytest
 from dsqlkit.bench import BenchConfig, RowResult, run_benchmark
 from dsqlkit.bench.command import local_target
 from dsqlkit.bench.patterns import DRIVERS, IMPLEMENTATIONS, PATTERNS, cold_start_once
+from dsqlkit.bench.storm import StormConfig, run_storm
 from dsqlkit.cli import main
 
 
@@ -131,4 +132,24 @@ def test_refusing_endpoint_records_errors_and_exits_1(
     assert all(row["connect"] is None and row["error"] for row in rows)
     assert all(
         "refused" in row["error"].lower() or "connect" in row["error"].lower() for row in rows
+    )
+
+
+def test_storm_accounting_against_the_endpoints_own_counters() -> None:
+    """12 cold containers, a bucket of 4 refilled at 2/s: without backoff every refused
+    connection is one failed invocation, and every container ends up served."""
+    config = StormConfig(
+        containers=12, burst=4, rate=2.0, warm=1, interval_s=0.2,
+        variants=("dsqlkit-no-backoff",), timeout_s=60,
+    )  # fmt: skip
+    report = run_storm(config, progress=None)
+    (result,) = report.results
+    assert result.crashed == 0 and result.served == 12
+    assert result.invocations_ok == 12 * 2
+    assert result.admitted == 12  # the endpoint's count: one connection per container
+    assert result.refused_53400 == result.invocations_failed >= 1
+    assert result.errors == {"53400 rate exceeded": result.invocations_failed}
+    assert result.all_serving_s is not None and result.timeline[-1][1:] == (
+        12,
+        result.refused_53400,
     )

@@ -167,7 +167,9 @@ def test_json_and_markdown_structure(tmp_path) -> None:
     assert data["rows"][1]["error"] == "OperationalError: no" and data["rows"][1]["connect"] is None
     assert data["config"]["iterations"] == 5
     markdown = to_markdown(report)
-    table = [line for line in markdown.splitlines() if line.startswith("| asyncpg | pool | dsqlkit")]
+    table = [
+        line for line in markdown.splitlines() if line.startswith("| asyncpg | pool | dsqlkit")
+    ]
     assert len(table) == 1 and table[0].count("|") == 16
     assert "## Cold start" in markdown and "## Notes" in markdown
     written = write_all(report, tmp_path / "out", chart=False)

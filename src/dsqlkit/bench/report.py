@@ -248,7 +248,10 @@ def to_json(report: Report) -> dict[str, Any]:
     """The report as plain JSON-ready data: ``header``, ``config``, ``rows``, ``cold_start``."""
     return {
         "header": report.header,
-        "config": dataclasses.asdict(report.config),
+        "config": {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(report.config).items()
+        },
         "rows": [dataclasses.asdict(row) for row in report.rows],
         "cold_start": [dataclasses.asdict(cold) for cold in report.cold_start],
     }
