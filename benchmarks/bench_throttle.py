@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from dsqlkit.bench.runner import machine_header
 from dsqlkit.bench.throttle import DEFAULT_PERIOD_S, DutyCycleThrottle, lambda_cpu_share
 
 RESULTS = Path(__file__).parent / "results" / "throttle.md"
@@ -30,21 +31,28 @@ MEMORY_SIZES = (None, 1024, 512, 256, 128)
 
 _LOOP = """
 import json, sys, time
-n = int(sys.argv[1])
+def loop(n):
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
 w0, c0 = time.perf_counter(), time.process_time()
-total = 0
-for i in range(n):
-    total += i * i
+loop(int(sys.argv[1]))
 print(json.dumps({"wall": time.perf_counter() - w0, "cpu": time.process_time() - c0}))
 """
+
+
+def _loop(n: int) -> int:
+    total = 0
+    for i in range(n):
+        total += i * i
+    return total
 
 
 def _calibrate(work_ms: float) -> int:
     """Loop iterations that take about ``work_ms`` of CPU here."""
     n, start = 1_000_000, time.process_time()
-    total = 0
-    for i in range(n):
-        total += i * i
+    _loop(n)
     per_iteration = (time.process_time() - start) / n
     return max(1, int(work_ms / 1000 / per_iteration))
 
@@ -87,10 +95,7 @@ def main() -> None:
 
 
 def _markdown(rows: list[dict[str, object]], work_ms: float) -> str:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
-        platform.processor(),
-    )
+    cpu = machine_header("")["cpu"]
     lines = [
         "# The Lambda CPU model (duty-cycle throttle)",
         "",
