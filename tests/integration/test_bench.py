@@ -107,7 +107,9 @@ def test_command_writes_json_markdown_and_chart(
     for row in data["rows"]:
         _assert_numbers(row)
     markdown = (out / "results.md").read_text()
-    assert markdown.count("| psycopg |") == len(PATTERNS) * 2
+    # One summary line per pattern, then one line per pattern and implementation.
+    assert markdown.count("| psycopg |") == len(PATTERNS) + len(PATTERNS) * 2
+    assert markdown.index("## Summary") < markdown.index("## All rows")
 
 
 def _closed_port() -> int:
