@@ -22,16 +22,12 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dsqlkit import dsql as spec
 from dsqlkit.bench import patterns, seed
+from dsqlkit.bench.patterns import local_target
 from dsqlkit.bench.runner import BenchConfig, Report, Target, run_benchmark, timestamp_folder
 from dsqlkit.bench.throttle import lambda_cpu_share
-
-if TYPE_CHECKING:
-    from dsqlkit.local.address import EndpointAddress
-    from dsqlkit.local.endpoint import LocalEndpoint
 
 #: The local endpoint's connection-rate quota is lifted for the benchmark: connect-each-time rows
 #: open connections faster than DSQL's 100/s refill, and the benchmark measures latency, not the
@@ -334,28 +330,6 @@ def _target(args: argparse.Namespace) -> Iterator[tuple[Target, str]]:
         address.use_environment(),
     ):
         yield local_target(address, args.user), _local_label(args)
-
-
-def local_target(endpoint: LocalEndpoint | EndpointAddress, user: str = spec.ADMIN_USER) -> Target:
-    """The :class:`Target` of a running :class:`~dsqlkit.local.LocalEndpoint` or the address of
-    an :class:`~dsqlkit.local.process.EndpointProcess` (whose ``use_environment()`` must be active
-    for the dsqlkit and official rows).
-
-    Example::
-
-        with LocalEndpoint() as ep, endpoint.use_environment():
-            report = run_benchmark(BenchConfig(), local_target(ep))
-    """
-    return Target(
-        host=endpoint.host,
-        port=endpoint.port,
-        region=endpoint.region,
-        user=user,
-        sslrootcert=str(endpoint.ca_file),
-        dsql_host=endpoint.hostname,
-        hostaddr="127.0.0.1",
-        token=lambda: endpoint.token(user),
-    )
 
 
 def _local_label(args: argparse.Namespace) -> str:

@@ -33,11 +33,15 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsqlkit import dsql as spec
 from dsqlkit.bench import resolver
 from dsqlkit.bench.process import ClientModel, run_python
+
+if TYPE_CHECKING:
+    from dsqlkit.local.address import EndpointAddress
+    from dsqlkit.local.endpoint import LocalEndpoint
 
 PATTERNS = ("connect", "reuse", "pool")
 IMPLEMENTATIONS = ("dsqlkit", "raw", "official")
@@ -118,6 +122,28 @@ class Target:
             host=self.host, port=self.port, region=self.region, user=self.user, profile=self.profile
         )
         return TokenFactory(params).token()
+
+
+def local_target(endpoint: LocalEndpoint | EndpointAddress, user: str = spec.ADMIN_USER) -> Target:
+    """The :class:`Target` of a running :class:`~dsqlkit.local.LocalEndpoint` or the address of
+    an :class:`~dsqlkit.local.process.EndpointProcess` (whose ``use_environment()`` must be active
+    for the dsqlkit and official rows).
+
+    Example::
+
+        with LocalEndpoint() as ep, endpoint.use_environment():
+            report = run_benchmark(BenchConfig(), local_target(ep))
+    """
+    return Target(
+        host=endpoint.host,
+        port=endpoint.port,
+        region=endpoint.region,
+        user=user,
+        sslrootcert=str(endpoint.ca_file),
+        dsql_host=endpoint.hostname,
+        hostaddr="127.0.0.1",
+        token=lambda: endpoint.token(user),
+    )
 
 
 def _with_optional(kwargs: dict[str, Any], **optional: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from dsqlkit.bench.patterns import DRIVERS, Target
+from dsqlkit.bench.patterns import DRIVERS, Target, local_target
 from dsqlkit.bench.process import ClientModel
 
 #: Variant name -> (implementation, extra connect keyword arguments as Python source).
@@ -359,7 +359,6 @@ def run_storm(
 ) -> StormReport:
     """Run every variant against a fresh local endpoint with the scaled token bucket each (so
     every variant starts with a full bucket)."""
-    from dsqlkit.bench.command import local_target
     from dsqlkit.bench.runner import machine_header
     from dsqlkit.local import LocalEndpoint, Quotas
 
