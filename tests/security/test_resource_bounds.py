@@ -3,7 +3,9 @@
 Before TLS: a GSSENCRequest loop is refused after the first; a client that sends part of a header
 and goes silent costs the endpoint no CPU while it waits for the startup deadline (measured as
 this process's CPU time: the endpoint runs in a thread here, and the test thread only blocks).
-An IAM token signed over a date with a trailing newline is refused as DSQL refuses (FATAL 08006
+A long hostile statement (``SELECT 1,1,...,'server_version'``, 200 KB: it froze every session
+for 7-9 s) is classified in the worker process while a good client keeps being served. An IAM
+token signed over a date with a trailing newline is refused as DSQL refuses (FATAL 08006
 with a hint). Each test also checks that a well-behaved client is served and sessions return to their baseline.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import resource
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -147,5 +150,38 @@ def test_token_with_an_odd_date_is_refused_over_tls(
     )
     assert error["H"] == spec.HINT_MALFORMED.format(what="X-Amz-Date is not yyyymmddTHHMMSSZ")
     assert creds.secret_key not in str(messages) and not any(k == "Z" for k, _ in messages)
+    good.check()
+    assert_back_to(ep, base)
+
+
+def test_a_long_hostile_statement_stalls_no_one_else(ep: LocalEndpoint, good: GoodClient) -> None:
+    import psycopg
+
+    # The worker process starts on the first long text, and its pipes stay open: not a leak.
+    assert good.conn.execute("SELECT " + "1 + " * 400 + "1").fetchone() == (401,)
+    base = baseline(ep)
+    hostile = "SELECT " + "1," * 100_000 + "'server_version'"  # 200 KB
+    outcome: list[BaseException | None] = []
+
+    def attack() -> None:
+        with psycopg.connect(ep.dsn(), autocommit=True) as conn:
+            try:
+                conn.execute(hostile)
+            except psycopg.Error as exc:  # PostgreSQL refuses 100,001 columns: its own error
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+    attacker = threading.Thread(target=attack)
+    attacker.start()
+    served = 0
+    while attacker.is_alive():  # each check asserts GOOD_CLIENT_BOUND, as the other tests do
+        good.check()
+        served += 1
+    attacker.join()
+    # Frozen, the loop answered the good client once or twice around the freeze; free, hundreds.
+    assert served >= 20, f"the good client was served {served} times during the attack"
+    (error,) = outcome
+    assert isinstance(error, psycopg.Error) and error.sqlstate == "54011", error
     good.check()
     assert_back_to(ep, base)

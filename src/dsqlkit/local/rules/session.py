@@ -37,7 +37,14 @@ from dsqlkit import dsql as spec
 from dsqlkit.dsql import DsqlError
 from dsqlkit.local.config import Quotas
 from dsqlkit.local.rules import occ
-from dsqlkit.local.rules.dialect import Kind, Statement, classify, parameter_refusal
+from dsqlkit.local.rules.dialect import (
+    Kind,
+    Statement,
+    Verdict,
+    classify_now,
+    parameter_refusal,
+)
+from dsqlkit.local.rules.offload import classify_off_loop
 from dsqlkit.local.rules.policy import FORWARD, Decision, SessionPolicy
 
 #: Decides a DSQL-only statement (jobs, IAM), or None when the statement is not its own.
@@ -193,7 +200,15 @@ class DsqlSession(SessionPolicy):
         return startup_refusal(parameters)
 
     def on_statement(self, sql: str, *, extended: bool) -> Decision:
-        verdict = classify(sql)
+        verdict = classify_now(sql)
+        if verdict is None:  # long: classified in a worker process while other sessions run
+            return Decision.later(self._decide_later(sql))
+        return self._decide(sql, verdict)
+
+    async def _decide_later(self, sql: str) -> Decision:
+        return self._decide(sql, await classify_off_loop(sql))
+
+    def _decide(self, sql: str, verdict: Verdict) -> Decision:
         if verdict.syntax_error:
             return FORWARD  # PostgreSQL's own syntax error
         statements = verdict.statements
