@@ -153,12 +153,12 @@ def transaction(
     conn: psycopg.Connection[Any],
     callback: Callable[[psycopg.Connection[Any]], T],
     *,
-    retry: RetrySetting = True,
+    retry: RetrySetting = None,
 ) -> T:
     """Run ``callback(conn)`` in a transaction and commit; re-run it on an OCC conflict.
 
     Any other error rolls back and is raised at once. ``retry``: an :class:`OCCRetryConfig`,
-    True (the defaults) or False.
+    True or None (the defaults) or False (no retry): see :data:`dsqlkit.retry.RetrySetting`.
 
     Example::
 
@@ -166,7 +166,7 @@ def transaction(
             conn.execute("UPDATE counters SET n = n + 1 WHERE id = 1")
         transaction(conn, add)
     """
-    config = resolve_retry_config(True, retry)
+    config = resolve_retry_config(retry)
     return run_with_occ_retry(lambda: _once(conn, callback), config)
 
 
@@ -174,7 +174,7 @@ async def atransaction(
     conn: psycopg.AsyncConnection[Any],
     callback: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
     *,
-    retry: RetrySetting = True,
+    retry: RetrySetting = None,
 ) -> T:
     """Async twin of :func:`transaction`.
 
@@ -184,7 +184,7 @@ async def atransaction(
             await conn.execute("UPDATE counters SET n = n + 1 WHERE id = 1")
         await atransaction(conn, add)
     """
-    config = resolve_retry_config(True, retry)
+    config = resolve_retry_config(retry)
     return await arun_with_occ_retry(lambda: _aonce(conn, callback), config)
 
 
@@ -222,7 +222,7 @@ class AuroraDSQLPool(ConnectionPool[Any]):
             pool.run_transaction(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
     """
 
-    def __init__(self, conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any) -> None:
+    def __init__(self, conninfo: str = "", *, retry: RetrySetting = None, **kwargs: Any) -> None:
         self._retry = retry
         conninfo, kwargs = _pool_arguments(conninfo, kwargs, DSQLConnection)
         super().__init__(conninfo, **kwargs)
@@ -236,7 +236,7 @@ class AuroraDSQLPool(ConnectionPool[Any]):
             with self.connection() as conn:
                 return _once(conn, callback)
 
-        return run_with_occ_retry(execute, resolve_retry_config(self._retry, retry))
+        return run_with_occ_retry(execute, resolve_retry_config(retry, self._retry))
 
 
 class AuroraDSQLAsyncPool(AsyncConnectionPool[Any]):
@@ -248,7 +248,7 @@ class AuroraDSQLAsyncPool(AsyncConnectionPool[Any]):
             await pool.run_transaction(work)
     """
 
-    def __init__(self, conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any) -> None:
+    def __init__(self, conninfo: str = "", *, retry: RetrySetting = None, **kwargs: Any) -> None:
         self._retry = retry
         conninfo, kwargs = _pool_arguments(conninfo, kwargs, DSQLAsyncConnection)
         super().__init__(conninfo, **kwargs)
@@ -265,10 +265,10 @@ class AuroraDSQLAsyncPool(AsyncConnectionPool[Any]):
             async with self.connection() as conn:
                 return await _aonce(conn, callback)
 
-        return await arun_with_occ_retry(execute, resolve_retry_config(self._retry, retry))
+        return await arun_with_occ_retry(execute, resolve_retry_config(retry, self._retry))
 
 
-def create_pool(conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any) -> AuroraDSQLPool:
+def create_pool(conninfo: str = "", *, retry: RetrySetting = None, **kwargs: Any) -> AuroraDSQLPool:
     """Create an (unopened) :class:`AuroraDSQLPool`; use ``with pool:`` or ``pool.open()``.
 
     Example::
@@ -280,7 +280,7 @@ def create_pool(conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any
 
 
 def create_async_pool(
-    conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any
+    conninfo: str = "", *, retry: RetrySetting = None, **kwargs: Any
 ) -> AuroraDSQLAsyncPool:
     """Create an (unopened) :class:`AuroraDSQLAsyncPool`; use ``async with pool:`` or ``await pool.open()``.
 

@@ -86,8 +86,10 @@ class Worker:
             if reply is None:
                 self._stop()  # over budget, or it died (memory): a fresh one for the next text
                 return None
-            verdict = pickle.loads(reply)  # our own worker wrote it
-            return verdict if isinstance(verdict, dialect.Verdict) else None
+            answer = pickle.loads(reply)  # our own worker wrote it
+            if isinstance(answer, spec.DsqlError):  # nested deeper than Python's stack
+                return _refusing(answer)
+            return answer if isinstance(answer, dialect.Verdict) else None
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._process is None or self._process.poll() is not None:
@@ -114,6 +116,10 @@ def _too_complex(worker: Worker) -> dialect.Verdict:
     error = spec.STATEMENT_TOO_COMPLEX.format(
         seconds=int(worker.budget_seconds), mib=worker.memory_limit >> 20
     )
+    return _refusing(error)
+
+
+def _refusing(error: spec.DsqlError) -> dialect.Verdict:
     return dialect.Verdict((dialect.Statement(dialect.Kind.OTHER, "", error),))
 
 
@@ -169,13 +175,14 @@ def _serve(memory_limit: int) -> None:
 
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     while (data := _receive(0, None)) is not None:
+        answer: dialect.Verdict | spec.DsqlError | None
         try:
-            verdict: dialect.Verdict | None = dialect.classify_uncached(
-                data.decode("utf-8", "surrogatepass")
-            )
-        except (MemoryError, RecursionError):
-            verdict = None
-        _send(1, pickle.dumps(verdict))
+            answer = dialect.classify_uncached(data.decode("utf-8", "surrogatepass"))
+        except MemoryError:
+            answer = None  # over the memory budget
+        except RecursionError:  # as on the event loop (wire/session.py): PostgreSQL's answer
+            answer = spec.STACK_DEPTH_EXCEEDED
+        _send(1, pickle.dumps(answer))
 
 
 if __name__ == "__main__":
