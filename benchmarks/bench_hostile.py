@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
 import statistics
 import threading
 import time
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from bench_endpoint import machine  # the same machine line as the other results
 
 from dsqlkit import dsql as spec
 from dsqlkit.local.address import EndpointAddress
@@ -190,16 +189,6 @@ def memory(address: EndpointAddress, pid: int, args: argparse.Namespace) -> dict
 
 
 # --- main --------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    model = "unknown CPU"
-    with open("/proc/cpuinfo") as cpuinfo:
-        for line in cpuinfo:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return f"nproc {os.cpu_count()}, {model}, Python {platform.python_version()}"
 
 
 def main(argv: list[str] | None = None) -> int:
