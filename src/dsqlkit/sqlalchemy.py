@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy
 from sqlalchemy.orm import Session, sessionmaker
 
-from dsqlkit import _driver
+from dsqlkit import _driver, drivers
 from dsqlkit.retry import (
     RetrySetting,
     arun_with_occ_retry,
@@ -44,7 +44,7 @@ POOL_RECYCLE = _driver.POOL_MAX_LIFETIME
 #: DSQL runs every transaction as REPEATABLE READ.
 ISOLATION_LEVEL = "REPEATABLE READ"
 _SYNC = {"psycopg": "postgresql+psycopg://", "psycopg2": "postgresql+psycopg2://"}
-_ASYNC = {"asyncpg": "postgresql+asyncpg://", "psycopg": "postgresql+psycopg_async://"}
+_ASYNC = {"asyncpg": "postgresql+asyncpg://", "psycopg_async": "postgresql+psycopg_async://"}
 
 
 def _prepare(
@@ -52,7 +52,10 @@ def _prepare(
 ) -> tuple[str, dict[str, Any]]:
     """The dialect URL and the connect arguments, validated now (not at the first checkout)."""
     if driver not in table:
-        raise ValueError(f"driver must be one of {', '.join(map(repr, table))}, got {driver!r}")
+        hint = " (psycopg's async driver is 'psycopg_async')" if driver == "psycopg" else ""
+        raise ValueError(
+            f"driver must be one of {', '.join(map(repr, table))}, got {driver!r}{hint}"
+        )
     kwargs = dict(connect_kwargs)
     if dsn is not None:
         kwargs["dsn" if driver in ("psycopg2", "asyncpg") else "conninfo"] = dsn
@@ -105,10 +108,7 @@ def create_engine(
             conn.exec_driver_sql("SELECT 1")
     """
     url, kwargs = _prepare(driver, _SYNC, dsn, connect_kwargs)
-    if driver == "psycopg":
-        from dsqlkit.psycopg import connect
-    else:
-        from dsqlkit.psycopg2 import connect  # type: ignore[assignment]
+    connect = drivers.get(driver).connect
     options = _engine_options(driver, dict(engine_options or {}))
     return sqlalchemy.create_engine(url, creator=lambda: connect(**kwargs), **options)
 
@@ -120,7 +120,7 @@ def create_async_engine(
     engine_options: dict[str, Any] | None = None,
     **connect_kwargs: Any,
 ) -> AsyncEngine:
-    """Async twin of :func:`create_engine`: ``driver`` is ``"asyncpg"`` or ``"psycopg"``.
+    """Async twin of :func:`create_engine`: ``driver`` is ``"asyncpg"`` or ``"psycopg_async"``.
 
     Example::
 
@@ -131,11 +131,7 @@ def create_async_engine(
     from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
     url, kwargs = _prepare(driver, _ASYNC, dsn, connect_kwargs)
-    connect: Callable[..., Awaitable[Any]]
-    if driver == "asyncpg":
-        from dsqlkit.asyncpg import connect
-    else:
-        from dsqlkit.psycopg import connect_async as connect
+    connect: Callable[..., Awaitable[Any]] = drivers.get(driver).connect
 
     async def creator() -> Any:
         return await connect(**kwargs)
