@@ -1,7 +1,11 @@
 """SQLAlchemy engines for Aurora DSQL (sync and async) and an OCC retry helper for sessions.
 
-Each pooled connection is opened by dsqlkit's connect (a fresh IAM token, TLS defaults, connect
-backoff, rate limit), recycled before DSQL's 60-minute cap and pinged before use::
+The engines use the official Aurora DSQL dialect (``auroradsql``, from aurora-dsql-sqlalchemy:
+``CREATE INDEX ASYNC``, ``NOT VALID`` constraints, one DDL per transaction, DSQL-shaped catalog
+queries), ``auroradsql+psycopg`` / ``+psycopg2`` as shipped and ``auroradsql+asyncpg`` /
+``+psycopg_async`` built on it by :mod:`dsqlkit._sqlalchemy_dialects`. Each pooled connection is
+opened by dsqlkit's connect (a fresh IAM token, TLS defaults, connect backoff, rate limit),
+recycled before DSQL's 60-minute cap and pinged before use (``pip install 'dsqlkit[sqlalchemy]'``)::
 
     from sqlalchemy.orm import sessionmaker
     import dsqlkit.sqlalchemy as dsa
@@ -43,8 +47,24 @@ T = TypeVar("T")
 POOL_RECYCLE = _driver.POOL_MAX_LIFETIME
 #: DSQL runs every transaction as REPEATABLE READ.
 ISOLATION_LEVEL = "REPEATABLE READ"
-_SYNC = {"psycopg": "postgresql+psycopg://", "psycopg2": "postgresql+psycopg2://"}
-_ASYNC = {"asyncpg": "postgresql+asyncpg://", "psycopg_async": "postgresql+psycopg_async://"}
+_SYNC = {"psycopg": "auroradsql+psycopg://", "psycopg2": "auroradsql+psycopg2://"}
+_ASYNC = {"asyncpg": "auroradsql+asyncpg://", "psycopg_async": "auroradsql+psycopg_async://"}
+
+
+def _require_dialect(is_async: bool) -> None:
+    """The official dialect must be installed; the async ones are registered on first use."""
+    try:
+        if is_async:
+            from dsqlkit._sqlalchemy_dialects import register
+
+            register()
+        else:
+            import aurora_dsql_sqlalchemy  # noqa: F401  (its entry points name the dialects)
+    except ImportError as exc:
+        raise ImportError(
+            f"dsqlkit's SQLAlchemy engines use the official Aurora DSQL dialect ({exc.name} is "
+            "missing): pip install 'dsqlkit[sqlalchemy]' (adds aurora-dsql-sqlalchemy)"
+        ) from exc
 
 
 def _prepare(
@@ -108,6 +128,7 @@ def create_engine(
             conn.exec_driver_sql("SELECT 1")
     """
     url, kwargs = _prepare(driver, _SYNC, dsn, connect_kwargs)
+    _require_dialect(is_async=False)
     connect = drivers.get(driver).connect
     options = _engine_options(driver, dict(engine_options or {}))
     return sqlalchemy.create_engine(url, creator=lambda: connect(**kwargs), **options)
@@ -131,6 +152,7 @@ def create_async_engine(
     from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
     url, kwargs = _prepare(driver, _ASYNC, dsn, connect_kwargs)
+    _require_dialect(is_async=True)
     connect: Callable[..., Awaitable[Any]] = drivers.get(driver).connect
 
     async def creator() -> Any:

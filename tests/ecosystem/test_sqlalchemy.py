@@ -178,7 +178,7 @@ def test_refused_sequences_are_data_errors(engine: sa.Engine) -> None:
     assert not {"eco_bad_identity"} & set(sa.inspect(engine).get_table_names())
 
 
-@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg_async"])
 def test_async_engine(
     dsql_clean_database: Any, dsql_connect_kwargs: dict[str, Any], driver: str
 ) -> None:
