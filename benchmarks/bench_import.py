@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
 from dsqlkit.bench.import_cost import GOAL_MS, MODULES, ImportCost, measure_import_cost
+from dsqlkit.bench.runner import machine_header
 
 RESULTS = Path(__file__).parent / "results" / "import.md"
 
@@ -34,14 +34,7 @@ def extra_modules(driver: str) -> list[str]:
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    header = machine_header("none (imports only)")
     try:
         load = "load average {:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
     except OSError:
@@ -50,8 +43,8 @@ def machine() -> str:
         f"{name} {version(name)}" for name in ("psycopg2-binary", "psycopg", "asyncpg")
     )
     return (
-        f"{cpu}, nproc {os.cpu_count()} (shared with other work, {load}), "
-        f"Python {platform.python_version()} on {platform.system()}; {drivers}"
+        f"{header['cpu']}, nproc {header['cores']} (shared with other work, {load}), "
+        f"Python {header['python']} on {header['os']}; {drivers}"
     )
 
 
