@@ -191,6 +191,15 @@ class Verdict:
         """The first refusal among the statements, or None."""
         return next((s.refusal for s in self.statements if s.refusal is not None), None)
 
+    @functools.cached_property  # read per statement on the relay's hot path
+    def deallocates(self) -> tuple[str, ...]:
+        """The prepared statements its ``DEALLOCATE name`` statements drop (not ``ALL``)."""
+        return tuple(
+            s.target
+            for s in self.statements
+            if s.command == "DeallocateStmt" and s.target is not None
+        )
+
     @property
     def kinds(self) -> tuple[Kind, ...]:
         return tuple(s.kind for s in self.statements)

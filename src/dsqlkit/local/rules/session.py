@@ -228,11 +228,8 @@ class DsqlSession(SessionPolicy):
             decision = Decision.rewrite(verdict.rewrite, verdict.command_tag)
         elif len(statements) == 1 and (statements[0].extension or statements[0].kind is Kind.CALL):
             decision = self._extension_decision(sql)
-        dropped = tuple(
-            s.target for s in statements if s.command == "DeallocateStmt" and s.target is not None
-        )
-        if dropped:
-            decision = dataclasses.replace(decision, forget=dropped)
+        if verdict.deallocates:
+            decision = dataclasses.replace(decision, forget=verdict.deallocates)
         if extended and decision.wait is None:
             # Kept by the relay while the backend holds the statement: checked again at each Bind.
             decision = dataclasses.replace(decision, keep=verdict, keep_size=_kept_size(verdict))
