@@ -37,7 +37,14 @@ from dsqlkit import dsql as spec
 from dsqlkit.dsql import DsqlError
 from dsqlkit.local.config import Quotas
 from dsqlkit.local.rules import occ, options
-from dsqlkit.local.rules.dialect import Kind, Statement, Verdict, classify, parameter_refusal
+from dsqlkit.local.rules.dialect import (
+    Kind,
+    Statement,
+    Verdict,
+    classify_now,
+    parameter_refusal,
+)
+from dsqlkit.local.rules.offload import classify_off_loop
 from dsqlkit.local.rules.policy import FORWARD, Action, Decision, SessionPolicy
 
 #: Decides a DSQL-only statement (jobs, IAM), or None when the statement is not its own.
@@ -217,7 +224,15 @@ class DsqlSession(SessionPolicy):
         return startup_refusal(parameters)
 
     def on_statement(self, sql: str, *, extended: bool) -> Decision:
-        verdict = classify(sql)
+        verdict = classify_now(sql)
+        if verdict is None:  # long: classified in a worker process while other sessions run
+            return Decision.later(self._on_verdict_later(sql, extended))
+        return self._on_verdict(sql, verdict, extended)
+
+    async def _on_verdict_later(self, sql: str, extended: bool) -> Decision:
+        return self._on_verdict(sql, await classify_off_loop(sql), extended)
+
+    def _on_verdict(self, sql: str, verdict: Verdict, extended: bool) -> Decision:
         if verdict.syntax_error:
             return FORWARD  # PostgreSQL's own syntax error
         decision = self._decide(verdict, executed=not extended)
