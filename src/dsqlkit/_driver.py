@@ -13,18 +13,21 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import random
-import ssl
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dsqlkit import __version__, ratelimit, stats, telemetry
 from dsqlkit import dsql as spec
 from dsqlkit.auth.tokens import TokenFactory
 from dsqlkit.config import ConnectParams, resolve_params
 from dsqlkit.retry import ConnectBackoff, ConnectRetryConfig
+
+if TYPE_CHECKING:
+    import ssl
 
 T = TypeVar("T")
 logger = logging.getLogger("dsqlkit")
@@ -136,20 +139,65 @@ def tokens_for(params: ConnectParams) -> TokenFactory:
 # --- TLS and driver arguments ------------------------------------------------------------------
 
 
-def libpq_kwargs(plan: Plan, libpq_version: int) -> dict[str, Any]:
+#: libpq's environment variables for the TLS settings dsqlkit gives defaults to.
+_LIBPQ_ENV = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslnegotiation": "PGSSLNEGOTIATION",
+}
+#: dsqlkit's default when neither the caller nor libpq's environment chooses.
+DEFAULT_SSLMODE = "verify-full"
+#: Modes in which libpq allows direct TLS (it needs encryption to be required).
+_REQUIRED_MODES = ("require", *_VERIFYING_MODES)
+#: Modes asyncpg understands by name and applies itself (it may fall back to plain text).
+_ASYNCPG_OPPORTUNISTIC = ("allow", "prefer")
+
+
+def tls_setting(name: str, given: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    """A TLS setting as the driver would see it: the caller's argument, else libpq's
+    environment variable (``PGSSLMODE``, ``PGSSLROOTCERT``, ``PGSSLNEGOTIATION``), else None.
+
+    Example::
+
+        >>> tls_setting("sslmode", {}, {"PGSSLMODE": "require"})
+        'require'
+        >>> tls_setting("sslmode", {"sslmode": "verify-ca"}, {"PGSSLMODE": "require"})
+        'verify-ca'
+    """
+    value = given.get(name)
+    if value is None:
+        value = environ.get(_LIBPQ_ENV[name]) or None
+    return None if value is None else str(value)
+
+
+def libpq_kwargs(
+    plan: Plan, libpq_version: int, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Keyword arguments for psycopg / psycopg2 ``connect`` (without the password).
 
-    Defaults: ``sslmode=verify-full``, ``sslrootcert=system`` (libpq >= 16) and
-    ``sslnegotiation=direct`` (libpq >= 17); each one given by the caller wins.
+    The caller's arguments win, then libpq's environment (``PGSSLMODE``, ``PGSSLROOTCERT``,
+    ``PGSSLNEGOTIATION``, read by libpq itself); only what neither sets gets dsqlkit's default:
+    ``sslmode=verify-full``, ``sslrootcert=system`` (libpq >= 16, verifying modes) and
+    ``sslnegotiation=direct`` (libpq >= 17, when encryption is required).
     """
+    environ = os.environ if environ is None else environ
     params = plan.params
     extra = dict(params.driver_kwargs)
-    sslmode = extra.setdefault("sslmode", "verify-full")
-    if sslmode in _VERIFYING_MODES and libpq_version >= _LIBPQ_SYSTEM_ROOTS:
-        extra.setdefault("sslrootcert", "system")
-    # Direct TLS needs encryption to be required; libpq refuses it with weaker modes.
-    if sslmode not in ("disable", "allow", "prefer") and libpq_version >= _LIBPQ_DIRECT_TLS:
-        extra.setdefault("sslnegotiation", "direct")
+    sslmode = tls_setting("sslmode", extra, environ)
+    if sslmode is None:
+        sslmode = extra["sslmode"] = DEFAULT_SSLMODE
+    if (
+        tls_setting("sslrootcert", extra, environ) is None
+        and sslmode in _VERIFYING_MODES
+        and libpq_version >= _LIBPQ_SYSTEM_ROOTS
+    ):
+        extra["sslrootcert"] = "system"
+    if (
+        tls_setting("sslnegotiation", extra, environ) is None
+        and sslmode in _REQUIRED_MODES
+        and libpq_version >= _LIBPQ_DIRECT_TLS
+    ):
+        extra["sslnegotiation"] = "direct"
     return {
         "host": params.host,
         "port": params.port,
@@ -160,22 +208,38 @@ def libpq_kwargs(plan: Plan, libpq_version: int) -> dict[str, Any]:
     }
 
 
-def asyncpg_kwargs(plan: Plan) -> dict[str, Any]:
+def asyncpg_kwargs(plan: Plan, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Keyword arguments for ``asyncpg.connect`` (without the password).
 
-    ``sslmode`` / ``sslrootcert`` (as for libpq) become an ``ssl.SSLContext``; direct TLS with ALPN
-    ``postgresql`` is on unless ``direct_tls=False`` or ``sslnegotiation='postgres'``. An ``ssl=``
-    given by the caller is used as is.
+    Without ``ssl=``: ``sslmode`` / ``sslrootcert`` / ``sslnegotiation`` (arguments, else libpq's
+    environment, else verify-full with the system CAs over direct TLS) become an
+    ``ssl.SSLContext`` that dsqlkit builds, with ALPN ``postgresql``; ``direct_tls=`` wins.
+    ``ssl='<mode>'`` is taken as ``sslmode`` (as by the official connector). With the caller's
+    own ``ssl=`` (an ``SSLContext``, or True) it is used as is and negotiated with SSLRequest, unless the caller asks for direct TLS (``direct_tls=True`` or
+    ``sslnegotiation='direct'``): a context dsqlkit did not build may offer no ALPN.
     """
+    environ = os.environ if environ is None else environ
     params = plan.params
     extra = dict(params.driver_kwargs)
-    sslmode = extra.pop("sslmode", "verify-full")
-    rootcert = extra.pop("sslrootcert", None)
-    negotiation = extra.pop("sslnegotiation", "direct")
-    if "ssl" not in extra:
-        extra["ssl"] = client_context(sslmode, rootcert)
-    if extra["ssl"] is not False and sslmode != "disable":
-        extra.setdefault("direct_tls", negotiation == "direct")
+    given = {name: extra.pop(name, None) for name in _LIBPQ_ENV}
+    direct = extra.pop("direct_tls", None)
+    if isinstance(extra.get("ssl"), str):  # a mode name: as the official connector, a sslmode
+        if given["sslmode"] is not None:
+            raise ValueError("give ssl='<mode>' or sslmode='<mode>', not both")
+        given["sslmode"] = extra.pop("ssl")
+    if "ssl" in extra:
+        if given["sslmode"] is not None or given["sslrootcert"] is not None:
+            raise ValueError(
+                "give either ssl= (your ssl.SSLContext, used as is) or sslmode= / "
+                "sslrootcert=, not both"
+            )
+        ssl_arg = extra.pop("ssl")
+        if direct is None:
+            direct = given["sslnegotiation"] == "direct"
+    else:
+        ssl_arg, default_direct = _asyncpg_tls(given, environ)
+        if direct is None:
+            direct = default_direct
     settings = dict(extra.pop("server_settings", None) or {})
     settings.setdefault("application_name", plan.application_name)
     return {
@@ -184,13 +248,26 @@ def asyncpg_kwargs(plan: Plan) -> dict[str, Any]:
         "user": params.user,
         "database": params.dbname,
         "server_settings": settings,
+        "ssl": ssl_arg,
+        "direct_tls": bool(direct) and ssl_arg is not False,
         **extra,
     }
 
 
+def _asyncpg_tls(given: Mapping[str, Any], environ: Mapping[str, str]) -> tuple[Any, bool]:
+    """asyncpg's ``ssl=`` and whether to use direct TLS, from libpq-style settings."""
+    sslmode = tls_setting("sslmode", given, environ) or DEFAULT_SSLMODE
+    if sslmode in _ASYNCPG_OPPORTUNISTIC:
+        return sslmode, False  # asyncpg's own negotiation, with its fallback to plain text
+    context = client_context(sslmode, tls_setting("sslrootcert", given, environ))
+    negotiation = tls_setting("sslnegotiation", given, environ) or "direct"
+    return context, context is not False and negotiation == "direct"
+
+
 @functools.lru_cache(maxsize=16)
 def client_context(sslmode: str, rootcert: str | None = None) -> ssl.SSLContext | bool:
-    """An ``ssl.SSLContext`` for ``sslmode`` (libpq's names), trusting ``rootcert`` or the system CAs.
+    """An ``ssl.SSLContext`` for ``sslmode`` (libpq's names), trusting ``rootcert`` or the system
+    CAs (``None`` or ``"system"``), offering ALPN ``postgresql`` (for direct TLS).
 
     Cached: building a context (loading the CA store) costs milliseconds; a context is reusable.
 
@@ -198,6 +275,8 @@ def client_context(sslmode: str, rootcert: str | None = None) -> ssl.SSLContext 
 
         ctx = client_context("verify-full", "/path/to/ca.pem")
     """
+    import ssl  # here: the libpq drivers never need it
+
     if sslmode == "disable":
         return False
     if sslmode not in ("allow", "prefer", "require", *_VERIFYING_MODES):

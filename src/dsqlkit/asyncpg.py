@@ -9,9 +9,10 @@ A drop-in for the official ``aurora_dsql_asyncpg``; returns asyncpg's own connec
     pool = await dsql.create_pool(host="...", region="us-east-1", min_size=1, max_size=10)
     await pool.run_transaction(lambda conn: conn.execute("UPDATE t SET n = n + 1"))
 
-Differences from the official connector: TLS ``verify-full`` (system CAs, or ``sslrootcert=``)
-over direct TLS with ALPN by default (``sslmode=``, ``sslrootcert=``, ``ssl=``, ``direct_tls=`` to
-change); tokens signed off the event loop; connect backoff and rate limiting; pools replace
+Differences from the official connector: TLS from ``sslmode=`` / ``sslrootcert=``, else libpq's
+``PGSSLMODE`` / ``PGSSLROOTCERT``, else ``verify-full`` with the system CAs, over direct TLS with
+ALPN (a context dsqlkit builds); a caller's own ``ssl=`` context is used as is over SSLRequest
+(``direct_tls=True`` to ask for direct TLS); tokens signed off the event loop; connect backoff and rate limiting; pools replace
 connections older than ``max_lifetime`` (55 minutes) and close idle ones after 10 minutes; OCC
 retry on by default in pools.
 """
@@ -88,7 +89,7 @@ async def _once(conn: Any, callback: Callable[[Any], Awaitable[T]]) -> T:
 
 
 async def transaction(
-    conn: Any, callback: Callable[[Any], Awaitable[T]], *, retry: RetrySetting = True
+    conn: Any, callback: Callable[[Any], Awaitable[T]], *, retry: RetrySetting = None
 ) -> T:
     """Run ``callback(conn)`` in a transaction and commit; re-run it on an OCC conflict.
 
@@ -98,9 +99,7 @@ async def transaction(
             await conn.execute("UPDATE counters SET n = n + 1 WHERE id = 1")
         await transaction(conn, add)
     """
-    return await arun_with_occ_retry(
-        lambda: _once(conn, callback), resolve_retry_config(True, retry)
-    )
+    return await arun_with_occ_retry(lambda: _once(conn, callback), resolve_retry_config(retry))
 
 
 class AuroraDSQLPool(asyncpg.Pool):
@@ -113,7 +112,7 @@ class AuroraDSQLPool(asyncpg.Pool):
     __slots__ = ("_dsqlkit_expiry", "_dsqlkit_max_lifetime", "_retry")
 
     def __init__(
-        self, *args: Any, retry: RetrySetting = True, max_lifetime: float, **kwargs: Any
+        self, *args: Any, retry: RetrySetting = None, max_lifetime: float, **kwargs: Any
     ) -> None:
         _driver.check_lifetimes(max_lifetime)
         self._retry = retry
@@ -162,13 +161,13 @@ class AuroraDSQLPool(asyncpg.Pool):
             async with self.acquire() as conn:
                 return await _once(conn, callback)
 
-        return await arun_with_occ_retry(execute, resolve_retry_config(self._retry, retry))
+        return await arun_with_occ_retry(execute, resolve_retry_config(retry, self._retry))
 
 
 async def create_pool(
     dsn: str | None = None,
     *,
-    retry: RetrySetting = True,
+    retry: RetrySetting = None,
     min_size: int = 1,
     max_size: int = 10,
     max_queries: int = 50000,

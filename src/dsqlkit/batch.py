@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsqlkit import dsql as spec
-from dsqlkit.retry import OCCRetryConfig, RetrySetting, causes, sqlstate
+from dsqlkit.retry import OCCRetryConfig, RetrySetting, causes, resolve_retry_config, sqlstate
 
 __all__ = [
     "BatchError",
@@ -55,8 +55,8 @@ DEFAULT_CHUNK_SECONDS = spec.TRANSACTION_MAX_AGE_SECONDS / 5
 _MAX_PARAMETERS = 65535
 #: Rows per statement (and per time check): large enough to amortise round trips.
 _STATEMENT_ROWS = 1000
-#: Each chunk is re-run on an OCC conflict with the connector's usual policy.
-DEFAULT_RETRY = OCCRetryConfig()
+#: Marks the end of the input (a ``None`` row is not the end: it is refused).
+_END = object()
 _DRIVERS = ("psycopg_pool", "psycopg2", "psycopg", "asyncpg")
 
 Progress = Callable[["Chunk"], object]
@@ -308,19 +308,28 @@ class _Run:
         """The rows of the next chunk (empty at the end); a malformed row is a BatchError."""
         try:
             while len(self.pending) < self.chunk_rows:
-                row = next(self._rows, None)
-                if row is None:
+                row = next(self._rows, _END)
+                if row is _END:
                     break
-                if len(row) != self.width:
-                    raise ValueError(
-                        f"row {self.offset + len(self.pending)} has {len(row)} values, "
-                        f"expected {self.width} (one per column)"
-                    )
-                self.pending.append(row)
+                self.pending.append(self._checked(row, self.offset + len(self.pending)))
         except Exception as exc:  # the generator failed, or a bad row: account for it
             raise self.failure(exc, len(self.pending) + 1) from exc
         self.attempts = 0
         return self.pending
+
+    def _checked(self, row: Any, position: int) -> Sequence[Any]:
+        """``row`` if it holds one value per column, else a ValueError naming its position."""
+        if row is None or isinstance(row, (str, bytes)) or not hasattr(row, "__len__"):
+            raise ValueError(
+                f"row {position} is {type(row).__name__ if row is not None else 'None'}, not a "
+                f"sequence of {self.width} value(s) (one per column): fix or drop it; a row of "
+                "NULLs is (None,) * len(columns)"
+            )
+        if len(row) != self.width:
+            raise ValueError(
+                f"row {position} has {len(row)} values, expected {self.width} (one per column)"
+            )
+        return row
 
     def begin_attempt(self) -> float:
         self.attempts += 1
@@ -368,8 +377,10 @@ class _Run:
         return BatchResult(tuple(self.chunks), time.monotonic() - self.started)
 
 
-def _retry_setting(retry: RetrySetting) -> RetrySetting:
-    return False if retry is None else retry
+def _retry_config(target: Any, retry: RetrySetting) -> OCCRetryConfig | None:
+    """The OCC policy of each chunk: ``retry``, else the pool's own setting (dsqlkit's pools
+    keep it as ``_retry``), else the defaults; as everywhere, ``False`` turns it off."""
+    return resolve_retry_config(retry, getattr(target, "_retry", None))
 
 
 def _rowcount(tag_or_count: Any) -> int:
@@ -552,12 +563,13 @@ def _run_sync(
 ) -> BatchResult:
     """Each chunk in its own transaction, OCC-retried, into the run's account."""
     transaction = _transaction_sync(driver)
+    config = _retry_config(target, retry)
     while chunk := run.next_rows():
         body = _write_sync(driver, statements, run, chunk, copy)
         try:
             with _borrow(target) as conn:
                 started = time.monotonic()
-                done, written = transaction(conn, body, retry=_retry_setting(retry))
+                done, written = transaction(conn, body, retry=config or False)
         except Exception as exc:
             raise run.failure(exc) from exc
         run.committed(done, written, started)
@@ -573,16 +585,18 @@ def insert_many(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     max_chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     on_conflict: str | None = None,
-    retry: RetrySetting = DEFAULT_RETRY,
+    retry: RetrySetting = None,
     progress: Progress | None = None,
 ) -> BatchResult:
     """Insert ``rows`` into ``table`` in transactions of at most ``chunk_rows`` rows.
 
     ``target``: a psycopg/psycopg2 connection (no transaction open) or pool (a connection is
     taken per chunk). ``rows``: any iterable of sequences, one value per column, read one chunk
-    at a time. A chunk is also committed early once it has run ``max_chunk_seconds`` (the
-    rest of its rows go to the next chunk). Each chunk is re-run on an OCC conflict (``retry``:
-    an :class:`OCCRetryConfig`, True for the defaults, False/None for none). ``on_conflict``:
+    at a time; a row that is ``None`` or has the wrong number of values is refused (a
+    :class:`BatchError` naming its position; nothing of its chunk is written). A chunk is also
+    committed early once it has run ``max_chunk_seconds`` (the rest of its rows go to the next
+    chunk). Each chunk is re-run on an OCC conflict (``retry``: an :class:`OCCRetryConfig`,
+    True, False for none, None to inherit the pool's setting, else the defaults). ``on_conflict``:
     an ``ON CONFLICT ...`` clause appended to every statement. ``progress(chunk)`` is called
     after each commit. Raises :class:`BatchError` when a chunk fails for good.
 
@@ -606,7 +620,7 @@ def copy_rows(
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     max_chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    retry: RetrySetting = DEFAULT_RETRY,
+    retry: RetrySetting = None,
     progress: Progress | None = None,
 ) -> BatchResult:
     """Like :func:`insert_many`, with ``COPY ... FROM STDIN`` per chunk (no ON CONFLICT).
@@ -710,12 +724,13 @@ async def _run_async(
 ) -> BatchResult:
     """Async twin of :func:`_run_sync`."""
     transaction = _transaction_async(driver)
+    config = _retry_config(target, retry)
     while chunk := run.next_rows():
         body = _write_async(driver, statements, run, chunk, copy)
         try:
             async with _aborrow(target) as conn:
                 started = time.monotonic()
-                done, written = await transaction(conn, body, retry=_retry_setting(retry))
+                done, written = await transaction(conn, body, retry=config or False)
         except Exception as exc:
             raise run.failure(exc) from exc
         run.committed(done, written, started)
@@ -731,7 +746,7 @@ async def ainsert_many(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     max_chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
     on_conflict: str | None = None,
-    retry: RetrySetting = DEFAULT_RETRY,
+    retry: RetrySetting = None,
     progress: Progress | None = None,
 ) -> BatchResult:
     """Async twin of :func:`insert_many`, for asyncpg and psycopg async connections and pools.
@@ -755,7 +770,7 @@ async def acopy_rows(
     *,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     max_chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-    retry: RetrySetting = DEFAULT_RETRY,
+    retry: RetrySetting = None,
     progress: Progress | None = None,
 ) -> BatchResult:
     """Async twin of :func:`copy_rows`: asyncpg's ``copy_records_to_table`` (binary COPY) or

@@ -61,7 +61,11 @@ def fatal(sqlstate: str, message: str, hint: str | None = None) -> DsqlError:
 
 
 # Connection start
-SSL_REQUIRED = fatal("08P01", "unable to accept connection, SSL is required")  # emulator decision
+#: A plaintext StartupMessage. DSQL's text contains "SSL is mandatory" (asserted by the official
+#: connector's suite against real clusters); the rest of the text and the SQLSTATE: emulator decision.
+SSL_MANDATORY = fatal("08P01", "unable to accept connection, SSL is mandatory")
+#: A second GSSENCRequest on one connection (PostgreSQL refuses it too, with its own text): emulator.
+GSSENC_REPEATED = fatal("08P01", "unable to accept connection, GSSENCRequest sent twice")
 SNI_MISSING = fatal("08P01", "unable to accept connection, sni was not received")
 UNKNOWN_HOST = fatal("08P01", "unable to accept connection, unknown host name {host}")  # emulator
 ALPN_MISSING = fatal(
@@ -104,6 +108,8 @@ HINT_UNKNOWN_KEY = "The security token included in the request is invalid"
 HINT_CREDENTIALS_EXPIRED = "The security token included in the request is expired"
 HINT_MALFORMED = "Malformed auth token: {what}"
 HINT_FUTURE = "Signature not yet current: {signed_at} is still later than {now} plus clock skew"
+#: X-Amz-Expires over TOKEN_MAX_EXPIRES (DSQL's text, asserted by the official connector's suite).
+HINT_EXPIRES_TOO_LONG = "X-Amz-Expires must be less than a week (in seconds)"
 
 
 def action_for_user(user: str) -> str:
@@ -185,8 +191,82 @@ OCC_SCHEMA_CONFLICT = DsqlError(
 #: Message fragments by which clients recognise OCC errors (current and older texts).
 OCC_CODES = ("OC000", "OC001")
 
-# --- Dialect (section 6): messages are kept in dsqlkit.local.rules.dialect, next to the rules ---------
+# --- Dialect (section 6) -----------------------------------------------------------------------------
 UNSUPPORTED_SQLSTATE = "0A000"
+#: Emulator decision for DSQL's class-22 refusals (bad CACHE, sequence type).
+INVALID_PARAMETER_SQLSTATE = "22023"
+#: Valid CACHE values for identity columns and sequences: exactly 1, or at least this.
+MIN_LARGE_CACHE = 65_536
+
+
+def _unsupported(message: str) -> DsqlError:
+    return DsqlError(UNSUPPORTED_SQLSTATE, message)
+
+
+#: DSQL's refusals of statements, by rule name (``dsqlkit.local.rules.dialect`` decides which
+#: applies). ``{name}`` fields are filled by :meth:`DsqlError.format`.
+DIALECT_REFUSALS: dict[str, DsqlError] = {
+    "truncate": _unsupported("unsupported statement: Truncate"),
+    "create_extension": _unsupported("unsupported statement: CreateExtension"),
+    "create_trigger": _unsupported("CREATE TRIGGER not supported"),
+    "create_database": _unsupported("unsupported statement: Createdb"),
+    "temp_table": _unsupported("TEMPORARY or TEMP table not supported for CREATE TABLE"),
+    "unlogged_table": _unsupported("UNLOGGED table not supported for CREATE TABLE"),
+    "serial": DsqlError("42704", 'type "{name}" does not exist'),
+    "create_table_as": _unsupported("unsupported statement: CreateTableAs"),
+    "enum": _unsupported("CREATE TYPE not supported"),
+    "composite": _unsupported("unsupported statement: CompositeType"),
+    "range": _unsupported("unsupported statement: CreateRange"),
+    "tablespace": _unsupported("unsupported statement: CreateTableSpace"),
+    "foreign_table": _unsupported("unsupported statement: CreateForeignTable"),
+    "vacuum": _unsupported("unsupported VACUUM statement"),
+    "listen": _unsupported("unsupported statement: Listen"),
+    "notify": _unsupported("unsupported statement: Notify"),
+    "unlisten": _unsupported("unsupported statement: Unlisten"),
+    "alter_system": _unsupported("unsupported statement: AlterSystem"),
+    "do": _unsupported("unsupported statement: Do"),  # emulator decision
+    "function_language": _unsupported("CREATE FUNCTION with language {language} not supported"),
+    "procedure": _unsupported("PROCEDURE is not supported"),
+    "savepoint": _unsupported("unsupported transaction statement: {statement}"),
+    "locking": _unsupported(
+        "locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported"
+    ),
+    "tablesample": _unsupported("TABLESAMPLE clause not supported"),
+    "function": _unsupported("function {name} not supported"),
+    "sync_index": _unsupported("unsupported mode. please use CREATE INDEX ASYNC."),
+    "concurrently": _unsupported("CONCURRENTLY not supported for CREATE INDEX"),
+    "index_sort": _unsupported("specifying sort order not supported for index keys"),
+    "index_opclass": _unsupported("opclass not supported for index keys"),
+    "datatype": _unsupported("datatype {type} not supported"),
+    "identity_cache": _unsupported(
+        "identity column is not supported without an explicit cache size. please define CACHE"
+        " greater than or equal to 65536 or equal to 1"
+    ),
+    "sequence_cache": _unsupported(
+        "CREATE SEQUENCE is not supported without an explicit cache size. please define CACHE"
+        " greater than or equal to 65536 or equal to 1"
+    ),
+    # An explicit CACHE that is neither 1 nor >= MIN_LARGE_CACHE, and a sequence type other than
+    # bigint: class 22, not 0A000 (the official SQLAlchemy adapter's suite matches the CACHE text
+    # against real clusters); 22023 and the texts around DSQL's words are emulator decisions.
+    "cache_value": DsqlError(
+        INVALID_PARAMETER_SQLSTATE,
+        "CACHE {cache} is not supported: CACHE must be greater than or equal to 65536"
+        " or equal to 1",
+    ),
+    "sequence_type": DsqlError(INVALID_PARAMETER_SQLSTATE, "sequence type must be bigint"),
+    "identity_type": _unsupported(
+        "datatype {type} not supported, identity column type must be bigint"
+    ),
+    "add_column_constraint": _unsupported("ALTER TABLE ADD COLUMN with constraint not supported"),
+    "add_constraint": _unsupported("unsupported ALTER TABLE ADD CONSTRAINT statement"),
+    "alter_column_type": _unsupported(
+        "unsupported ALTER TABLE ALTER COLUMN ... SET DATA TYPE statement"
+    ),
+    "isolation": UNSUPPORTED_ISOLATION,
+    "parameter": PARAMETER_NOT_SUPPORTED,
+}
+
 
 # --- Asynchronous jobs (section 6) and IAM role mappings (section 2) -----------------------------
 
@@ -196,6 +276,8 @@ JOB_STATUSES = ("submitted", "processing", "completed", "failed")
 WAIT_FOR_JOB_IS_PROCEDURE = DsqlError(
     "42809", "sys.wait_for_job(text) is a procedure", hint="To call a procedure, use CALL."
 )
+#: What ``sys.current_session_id()`` returns: emulator decision (DSQL's format is not documented).
+SESSION_ID = re.compile(r"^[0-9a-f]{32}$")
 #: Emulator decision: the command tags of AWS IAM GRANT / REVOKE (the real ones are unknown).
 IAM_GRANT_TAG = "AWS IAM GRANT"
 IAM_REVOKE_TAG = "AWS IAM REVOKE"

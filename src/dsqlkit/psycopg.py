@@ -11,8 +11,9 @@ are psycopg's own connections and pools, so nothing sits on the query path::
     with dsql.create_pool("abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws") as pool:
         pool.run_transaction(lambda conn: conn.execute("UPDATE t SET n = n + 1"))
 
-Differences from the official connector: TLS ``verify-full`` with the system CAs and direct TLS by
-default; connect backoff on rate/too-many refusals (``connect_retry=``) and a process-wide
+Differences from the official connector: TLS settings from the arguments, then libpq's environment
+(``PGSSLMODE``, ``PGSSLROOTCERT``), and only when neither sets them ``verify-full`` with the
+system CAs over direct TLS; connect backoff on rate/too-many refusals (``connect_retry=``) and a process-wide
 new-connection rate limit (``rate_limit=``); pools recycle connections after 55 minutes (idle
 after 10) and retry OCC conflicts by default (``retry=False`` to turn off); tokens are cached
 per process and signed locally. ``application_name=`` (or ``orm_prefix=``) is kept as a prefix.
@@ -152,12 +153,12 @@ def transaction(
     conn: psycopg.Connection[Any],
     callback: Callable[[psycopg.Connection[Any]], T],
     *,
-    retry: RetrySetting = True,
+    retry: RetrySetting = None,
 ) -> T:
     """Run ``callback(conn)`` in a transaction and commit; re-run it on an OCC conflict.
 
     Any other error rolls back and is raised at once. ``retry``: an :class:`OCCRetryConfig`,
-    True (the defaults) or False.
+    True or None (the defaults) or False (no retry): see :data:`dsqlkit.retry.RetrySetting`.
 
     Example::
 
@@ -165,7 +166,7 @@ def transaction(
             conn.execute("UPDATE counters SET n = n + 1 WHERE id = 1")
         transaction(conn, add)
     """
-    config = resolve_retry_config(True, retry)
+    config = resolve_retry_config(retry)
     return run_with_occ_retry(lambda: _once(conn, callback), config)
 
 
@@ -173,7 +174,7 @@ async def atransaction(
     conn: psycopg.AsyncConnection[Any],
     callback: Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]],
     *,
-    retry: RetrySetting = True,
+    retry: RetrySetting = None,
 ) -> T:
     """Async twin of :func:`transaction`.
 
@@ -183,7 +184,7 @@ async def atransaction(
             await conn.execute("UPDATE counters SET n = n + 1 WHERE id = 1")
         await atransaction(conn, add)
     """
-    config = resolve_retry_config(True, retry)
+    config = resolve_retry_config(retry)
     return await arun_with_occ_retry(lambda: _aonce(conn, callback), config)
 
 
@@ -221,7 +222,7 @@ class AuroraDSQLPool(ConnectionPool[Any]):
             pool.run_transaction(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
     """
 
-    def __init__(self, conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any) -> None:
+    def __init__(self, conninfo: str = "", *, retry: RetrySetting = None, **kwargs: Any) -> None:
         self._retry = retry
         conninfo, kwargs = _pool_arguments(conninfo, kwargs, DSQLConnection)
         super().__init__(conninfo, **kwargs)
@@ -235,7 +236,7 @@ class AuroraDSQLPool(ConnectionPool[Any]):
             with self.connection() as conn:
                 return _once(conn, callback)
 
-        return run_with_occ_retry(execute, resolve_retry_config(self._retry, retry))
+        return run_with_occ_retry(execute, resolve_retry_config(retry, self._retry))
 
 
 class AuroraDSQLAsyncPool(AsyncConnectionPool[Any]):
@@ -247,7 +248,7 @@ class AuroraDSQLAsyncPool(AsyncConnectionPool[Any]):
             await pool.run_transaction(work)
     """
 
-    def __init__(self, conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any) -> None:
+    def __init__(self, conninfo: str = "", *, retry: RetrySetting = None, **kwargs: Any) -> None:
         self._retry = retry
         conninfo, kwargs = _pool_arguments(conninfo, kwargs, DSQLAsyncConnection)
         super().__init__(conninfo, **kwargs)
@@ -264,10 +265,10 @@ class AuroraDSQLAsyncPool(AsyncConnectionPool[Any]):
             async with self.connection() as conn:
                 return await _aonce(conn, callback)
 
-        return await arun_with_occ_retry(execute, resolve_retry_config(self._retry, retry))
+        return await arun_with_occ_retry(execute, resolve_retry_config(retry, self._retry))
 
 
-def create_pool(conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any) -> AuroraDSQLPool:
+def create_pool(conninfo: str = "", *, retry: RetrySetting = None, **kwargs: Any) -> AuroraDSQLPool:
     """Create an (unopened) :class:`AuroraDSQLPool`; use ``with pool:`` or ``pool.open()``.
 
     Example::
@@ -279,7 +280,7 @@ def create_pool(conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any
 
 
 def create_async_pool(
-    conninfo: str = "", *, retry: RetrySetting = True, **kwargs: Any
+    conninfo: str = "", *, retry: RetrySetting = None, **kwargs: Any
 ) -> AuroraDSQLAsyncPool:
     """Create an (unopened) :class:`AuroraDSQLAsyncPool`; use ``async with pool:`` or ``await pool.open()``.
 

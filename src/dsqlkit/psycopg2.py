@@ -85,14 +85,14 @@ def _once(conn: Any, callback: Callable[[Any], T]) -> T:
     return _driver.commit_or_rollback(conn, callback, autocommit=autocommit)
 
 
-def transaction(conn: Any, callback: Callable[[Any], T], *, retry: RetrySetting = True) -> T:
+def transaction(conn: Any, callback: Callable[[Any], T], *, retry: RetrySetting = None) -> T:
     """Run ``callback(conn)`` in a transaction and commit; re-run it on an OCC conflict.
 
     Example::
 
         transaction(conn, lambda c: c.cursor().execute("UPDATE t SET n = n + 1 WHERE id = 1"))
     """
-    return run_with_occ_retry(lambda: _once(conn, callback), resolve_retry_config(True, retry))
+    return run_with_occ_retry(lambda: _once(conn, callback), resolve_retry_config(retry))
 
 
 class AuroraDSQLThreadedConnectionPool(pool.ThreadedConnectionPool):
@@ -114,7 +114,7 @@ class AuroraDSQLThreadedConnectionPool(pool.ThreadedConnectionPool):
         maxconn: int,
         dsn: str | None = None,
         *,
-        retry: RetrySetting = True,
+        retry: RetrySetting = None,
         max_lifetime: float = _driver.POOL_MAX_LIFETIME,
         connection_factory: Any = None,
         cursor_factory: Any = None,
@@ -177,4 +177,4 @@ class AuroraDSQLThreadedConnectionPool(pool.ThreadedConnectionPool):
             finally:
                 self.putconn(conn)
 
-        return run_with_occ_retry(execute, resolve_retry_config(self._retry, retry))
+        return run_with_occ_retry(execute, resolve_retry_config(retry, self._retry))

@@ -16,19 +16,19 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
 
+from dsqlkit import _log, stats
 from dsqlkit import dsql as spec
-from dsqlkit import stats
 
-T = TypeVar("T")
-logger = logging.getLogger("dsqlkit")
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs a cold start ~7 ms
+    from collections.abc import Awaitable, Callable, Iterator
+    from typing import TypeVar
+
+    T = TypeVar("T")
 
 
 def full_jitter(attempt: int, base: float, cap: float) -> float:
@@ -99,21 +99,39 @@ class OCCRetryConfig:
 
 
 RetrySetting = OCCRetryConfig | bool | None
+"""An OCC retry setting, the same everywhere (``transaction``, ``run_transaction``, pools,
+``insert_many``, sync and async): an :class:`OCCRetryConfig`; ``True`` for the defaults (or the
+enclosing pool's configuration); ``False`` for no retry; ``None`` (or not given) to inherit the
+enclosing setting, which ends at dsqlkit's default: retry with ``OCCRetryConfig()``."""
 
 
-def resolve_retry_config(default: RetrySetting, per_call: RetrySetting) -> OCCRetryConfig | None:
-    """The OCC policy in effect: a per-call setting wins over the pool's; True means the defaults.
+def resolve_retry_config(*settings: RetrySetting) -> OCCRetryConfig | None:
+    """The OCC policy in effect for ``settings`` from the innermost (the call) to the outermost
+    (its pool): the first that is not ``None`` decides; when all are ``None``, the defaults.
 
-    ``None`` per call means "the pool's setting"; ``False`` turns retries off for the call.
+    Example::
+
+        >>> resolve_retry_config(None, False) is None          # inherits the pool's "off"
+        True
+        >>> resolve_retry_config(None, None) == OCCRetryConfig()  # nothing set: dsqlkit's default
+        True
+        >>> resolve_retry_config(True, OCCRetryConfig(max_retries=7)).max_retries
+        7
     """
-    for setting in (per_call, default):
+    for index, setting in enumerate(settings):
+        if setting is None:
+            continue
         if isinstance(setting, OCCRetryConfig):
             return setting
         if setting is False:
             return None
-        if setting is True:
-            return default if isinstance(default, OCCRetryConfig) else OCCRetryConfig()
-    return None
+        if setting is True:  # on: with the configuration of an enclosing level, if it has one
+            outer = [s for s in settings[index + 1 :] if isinstance(s, OCCRetryConfig)]
+            return outer[0] if outer else OCCRetryConfig()
+        raise TypeError(
+            f"retry must be an OCCRetryConfig, True, False or None (inherit), got {setting!r}"
+        )
+    return OCCRetryConfig()
 
 
 def is_occ_error(exc: BaseException) -> bool:
@@ -142,9 +160,7 @@ def _occ_delay(exc: Exception, attempt: int, config: OCCRetryConfig) -> float | 
         return None
     delay = config.delay(attempt)
     stats.add("occ_retries")
-    logger.debug(
-        "OCC conflict, retry %d/%d in %.1fms", attempt + 1, config.max_retries, delay * 1e3
-    )
+    _log.debug("OCC conflict, retry %d/%d in %.1fms", attempt + 1, config.max_retries, delay * 1e3)
     return delay
 
 
@@ -174,6 +190,8 @@ async def arun_with_occ_retry(
             delay = None if config is None else _occ_delay(exc, attempt, config)
             if delay is None:
                 raise
+        import asyncio  # loaded already by any async caller; sync users never pay for it
+
         await asyncio.sleep(delay)
         attempt += 1
 
@@ -310,7 +328,5 @@ class ConnectBackoff:
         if time.monotonic() - self._started + delay > config.max_total_s:
             return None
         stats.add("connect_retries")
-        logger.debug(
-            "connect failed (%s), attempt %d, retrying in %.3fs", kind, self.failures, delay
-        )
+        _log.debug("connect failed (%s), attempt %d, retrying in %.3fs", kind, self.failures, delay)
         return delay

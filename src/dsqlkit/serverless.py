@@ -188,10 +188,13 @@ class ReusableConnection:
             raise
 
     def _opened(self, conn: Any) -> Any:
+        """Keep ``conn`` (new) as the held connection; a replacement is logged (sync and async)."""
         now = time.monotonic()
         self._conn, self._born, self._suspect = conn, now, False
         self._expires = now + self.max_age - random.uniform(0, self.margin)
         self.connections_opened += 1
+        if self.connections_opened > 1:
+            logger.debug("reusable connection replaced (%d opened)", self.connections_opened)
         return conn
 
     def _require(self, want_async: bool) -> None:
@@ -227,8 +230,6 @@ class ReusableConnection:
         if verdict == "new":
             self._discard()
             self._opened(self._connect(**self._kwargs))
-            if self.connections_opened > 1:
-                logger.debug("reusable connection replaced (%d opened)", self.connections_opened)
         return self._conn
 
     @contextlib.contextmanager

@@ -148,7 +148,7 @@ def run_transaction(
     target: Session | sessionmaker[Any] | sqlalchemy.Engine,
     fn: Callable[[Any], T],
     *,
-    retry: RetrySetting = True,
+    retry: RetrySetting = None,
 ) -> T:
     """Run ``fn`` in one transaction and commit; re-run it all on an OCC conflict.
 
@@ -163,7 +163,7 @@ def run_transaction(
             account.balance -= 10
         run_transaction(Session, pay, retry=OCCRetryConfig(max_retries=5))
     """
-    config = resolve_retry_config(True, retry)
+    config = resolve_retry_config(retry)
 
     def attempt() -> T:
         if isinstance(target, sqlalchemy.Engine):
@@ -182,7 +182,7 @@ async def arun_transaction(
     target: AsyncSession | async_sessionmaker[Any] | AsyncEngine,
     fn: Callable[[Any], Awaitable[T]],
     *,
-    retry: RetrySetting = True,
+    retry: RetrySetting = None,
 ) -> T:
     """Async twin of :func:`run_transaction` (``AsyncSession``, ``async_sessionmaker`` or
     ``AsyncEngine``; ``fn`` is a coroutine function).
@@ -195,7 +195,7 @@ async def arun_transaction(
     """
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-    config = resolve_retry_config(True, retry)
+    config = resolve_retry_config(retry)
 
     async def attempt() -> T:
         if isinstance(target, AsyncEngine):

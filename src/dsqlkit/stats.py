@@ -12,7 +12,10 @@ negligible and the numbers stay exact under threads.
 from __future__ import annotations
 
 import threading
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: importing typing costs a cold start ~7 ms
+    from typing import Any
 
 _lock = threading.Lock()
 _counts: dict[str, float] = {}
@@ -47,8 +50,12 @@ def snapshot() -> dict[str, Any]:
 
     Example::
 
+        >>> reset()
+        >>> connect_failed("53400"); connect_failed("53400")
         >>> snapshot()["connect_failures"]
         {'53400': 2}
+        >>> snapshot()["connections_opened"]
+        0
     """
     with _lock:
         result: dict[str, Any] = {name: _counts.get(name, 0) for name in COUNTERS}

@@ -169,20 +169,19 @@ def test_transaction_age_limit(dsql_endpoint_factory: Any) -> None:
         client.close()
 
 
-def test_schema_change_by_another_session_fails_the_next_statement_once(
+def test_schema_change_by_another_session_fails_only_older_transactions_using_it(
     dsql_endpoint: Any, client: Client
 ) -> None:
-    import dsqlkit.local.rules.dsql_rules
-
-    if not hasattr(dsqlkit.local.rules.dsql_rules, "occ"):
-        pytest.skip("the OCC module is not wired into DsqlRules yet")
     other = connect(dsql_endpoint, "psycopg2")
     try:
-        other.settle()
         other.run("CREATE TABLE oc001_probe (a int)")
-        client.expect("SELECT 1", spec.OCC_SCHEMA_CONFLICT)
-        assert client.run("SELECT 1") == [(1,)]
+        assert client.run("SELECT 1") == [(1,)]  # touches nothing changed, begun after it
+        client.run("BEGIN")
+        client.run("SELECT 1")
+        other.run("ALTER TABLE oc001_probe ADD COLUMN b int")
+        client.expect("SELECT * FROM oc001_probe", spec.OCC_SCHEMA_CONFLICT)
+        client.run("ROLLBACK")
+        assert client.run("SELECT * FROM oc001_probe") == []
     finally:
-        other.settle()
         other.run("DROP TABLE IF EXISTS oc001_probe")
         other.close()

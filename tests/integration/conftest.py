@@ -25,8 +25,10 @@ def connect(dsql_endpoint) -> Iterator[Callable[[], psycopg.Connection]]:
 
 
 @pytest.fixture
-def kwargs_without_ca(dsql_connect_kwargs) -> dict[str, Any]:
-    """The connect kwargs without the endpoint's CA: the default (system CAs) must refuse it."""
+def kwargs_without_ca(dsql_connect_kwargs, monkeypatch) -> dict[str, Any]:
+    """The connect kwargs without the endpoint's CA, as argument or as ``PGSSLROOTCERT``: the
+    default (system CAs) must refuse it."""
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
     return {k: v for k, v in dsql_connect_kwargs.items() if k != "sslrootcert"}
 
 

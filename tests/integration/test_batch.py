@@ -165,11 +165,13 @@ def test_time_bound_commits_early_and_carries_the_rest(kwargs, table, monkeypatc
 # --- failures: exact accounts ------------------------------------------------------------------
 
 
-def test_conflict_mid_way_is_retried_and_every_row_lands_once(kwargs, table):
+@pytest.mark.parametrize("where", ["argument", "inherited from the pool"])
+def test_conflict_mid_way_is_retried_and_every_row_lands_once(kwargs, table, where):
     """Another session holds an uncommitted insert of row 150 (chunk 4: rows 120-159).
 
     Chunk 4 meets it and gets OC000; the other session commits the same row once it sees the
-    retry counted; chunk 4 re-runs and, with ON CONFLICT DO NOTHING, skips the row.
+    retry counted; chunk 4 re-runs and, with ON CONFLICT DO NOTHING, skips the row. The patient
+    retry policy is given to insert_many, or to the pool (``retry=None``: inherit it).
     """
     blocker = psycopg.connect(**_raw(kwargs))
     blocker.execute(f"INSERT INTO {table} VALUES (150, 'v150')")  # open transaction
@@ -185,10 +187,18 @@ def test_conflict_mid_way_is_retried_and_every_row_lands_once(kwargs, table):
     watcher = threading.Thread(target=release_on_first_retry, daemon=True)
     watcher.start()
     patient = OCCRetryConfig(max_retries=50, base_delay_ms=5, max_delay_ms=50)
+    if where == "argument":
+        target, retry = dsql_psycopg.connect(**kwargs), patient
+    else:
+        target, retry = (
+            dsql_psycopg.create_pool(kwargs=kwargs, min_size=1, max_size=1, retry=patient),
+            None,
+        )
+        target.open(wait=True)
     try:
-        with dsql_psycopg.connect(**kwargs) as conn:
+        with target:
             result = insert_many(
-                conn, table, COLUMNS, rows(), chunk_rows=CHUNK, retry=patient,
+                target, table, COLUMNS, rows(), chunk_rows=CHUNK, retry=retry,
                 on_conflict="ON CONFLICT (id) DO NOTHING",
             )  # fmt: skip
     finally:
@@ -237,6 +247,8 @@ async def test_async_permanent_failure_reports_committed_chunks(kwargs, table):
     try:
         with pytest.raises(BatchError) as info:
             await ainsert_many(conn, table, COLUMNS, data, chunk_rows=CHUNK)
+        with pytest.raises(BatchError, match="row 1 is None"):
+            await ainsert_many(conn, table, COLUMNS, [(1000, "x"), None, (1001, "y")])
     finally:
         await conn.close()
     assert info.value.resume_from == 80 and info.value.failed.stop == 120
@@ -267,6 +279,13 @@ def test_bad_input_is_refused_clearly(kwargs, table):
             insert_many(conn, table, "id", rows())
         with pytest.raises(BatchError, match="row 3 has 1 values, expected 2"):
             insert_many(conn, table, COLUMNS, [(0, "a"), (1, "b"), (2, "c"), (3,)])
+        # A None row is refused, never taken for the end of the input (no row silently lost).
+        with pytest.raises(BatchError, match=r"row 1 is None.*resume from row 0") as info:
+            insert_many(conn, table, COLUMNS, [(0, "a"), None, (2, "c")])
+        assert info.value.resume_from == 0 and isinstance(info.value.cause, ValueError)
+        with pytest.raises(BatchError, match="row 0 is int, not a sequence of 2"):
+            insert_many(conn, table, COLUMNS, [5])
+        assert contents(kwargs, table) == []
         conn.execute("SELECT 1")  # a transaction is now open
         with pytest.raises(ValueError, match="transaction open"):
             insert_many(conn, table, COLUMNS, rows())

@@ -65,11 +65,19 @@ def test_rewrite_error_maps_backend_conflicts_and_nothing_else():
     assert occ.rewrite_error(other) == other
 
 
-def test_occ_state_counts_catalog_changes():
+def test_occ_state_logs_catalog_changes_by_relation():
     state = occ.OccState()
-    before = state.catalog_version
-    state.bump()
-    assert state.catalog_version == before + 1
+    began = state.version
+    state.commit(frozenset({"t"}))
+    assert state.version == began + 1
+    assert state.conflicts(began, frozenset({"t", "u"}))
+    assert not state.conflicts(began, frozenset({"u"}))
+    assert not state.conflicts(began, frozenset())
+    state.commit(None)  # GRANT: every relation
+    assert state.conflicts(began + 1, frozenset({"u"}))
+    for _ in range(occ.CATALOG_LOG_SIZE):
+        state.commit(frozenset({"x"}))
+    assert state.conflicts(began, frozenset({"u"}))  # older than the log: assume it changed
 
 
 def test_second_writer_of_a_row_gets_oc000_without_waiting(connect, table):
@@ -201,3 +209,141 @@ def _patient_retry() -> Any:
     from dsqlkit.retry import OCCRetryConfig
 
     return OCCRetryConfig(max_retries=50, base_delay_ms=1, max_delay_ms=20)
+
+
+# --- OCC on the catalog (OC001) -------------------------------------------------------------------
+
+
+def assert_schema_conflict(exc: BaseException) -> None:
+    assert isinstance(exc, psycopg.Error)
+    assert exc.sqlstate == spec.OCC_SQLSTATE
+    assert exc.diag.message_primary == spec.OCC_SCHEMA_CONFLICT.message
+
+
+def test_transaction_open_across_an_alter_table_of_its_table_gets_oc001(connect, table):
+    ddl, mine = connect(), connect()
+    mine.execute("BEGIN")
+    mine.execute("SELECT 1")
+    ddl.execute(f"ALTER TABLE {table} ADD COLUMN extra int")
+    mine.execute("SELECT 2")  # touches nothing that changed
+    with pytest.raises(psycopg.Error) as info:
+        mine.execute(f"INSERT INTO {table} VALUES (3, 0)")
+    assert_schema_conflict(info.value)
+    mine.execute("ROLLBACK")
+    # Retrying runs on the new catalog; other sessions were never affected.
+    mine.execute(f"INSERT INTO {table} VALUES (3, 0, 1)")
+    assert ddl.execute(f"SELECT extra FROM {table} WHERE id = 3").fetchone() == (1,)
+
+
+def test_no_oc001_after_a_ddl_that_changed_nothing(connect, table):
+    ddl, mine = connect(), connect()
+    mine.execute("BEGIN")
+    mine.execute("SELECT 1")
+    ddl.execute(f"CREATE TABLE IF NOT EXISTS {table} (id int PRIMARY KEY)")
+    ddl.execute("DROP TABLE IF EXISTS no_such_table_here")
+    mine.execute(f"INSERT INTO {table} VALUES (4, 0)")
+    mine.execute("COMMIT")
+
+
+ROUNDS = 4  # DDL/DML alternations per pool test
+
+
+def test_psycopg_pool_alternating_ddl_and_dml_never_gets_oc001(dsql_endpoint):
+    from psycopg_pool import ConnectionPool
+
+    name = f"pool{next(_names)}"
+    with ConnectionPool(dsql_endpoint.dsn(), min_size=2, max_size=2, open=True) as pool:
+        for i in range(ROUNDS):
+            with pool.connection() as first, pool.connection() as second:
+                first.execute(f"CREATE TABLE {name}_{i} (id int PRIMARY KEY)")
+                first.commit()
+                second.execute(f"INSERT INTO {name}_{i} VALUES (1)")
+                second.commit()
+                first.execute(f"SELECT count(*) FROM {name}_{i}")
+                first.commit()
+                second.execute(f"DROP TABLE {name}_{i}")
+                second.commit()
+
+
+async def test_asyncpg_pool_alternating_ddl_and_dml_never_gets_oc001(dsql_connect_kwargs):
+    import dsqlkit.asyncpg as dsql_asyncpg
+
+    name = f"apool{next(_names)}"
+    pool = await dsql_asyncpg.create_pool(min_size=2, max_size=2, **dsql_connect_kwargs)
+    try:
+        for i in range(ROUNDS):
+            async with pool.acquire() as first, pool.acquire() as second:
+                await first.execute(f"CREATE TABLE {name}_{i} (id int PRIMARY KEY)")
+                await second.execute(f"INSERT INTO {name}_{i} VALUES ($1)", 1)
+                async with first.transaction():
+                    assert await first.fetchval(f"SELECT count(*) FROM {name}_{i}") == 1
+                await second.execute(f"ALTER TABLE {name}_{i} ADD COLUMN b int")
+                await first.execute(f"INSERT INTO {name}_{i} VALUES ($1, $2)", 2, 3)
+    finally:
+        await pool.close()
+
+
+def test_sqlalchemy_queuepool_alternating_ddl_and_dml_never_gets_oc001(dsql_connect_kwargs):
+    import sqlalchemy as sa
+
+    import dsqlkit.sqlalchemy as dsa
+
+    engine = dsa.create_engine(
+        driver="psycopg", engine_options={"pool_size": 2}, **dsql_connect_kwargs
+    )
+    assert isinstance(engine.pool, sa.pool.QueuePool)
+    name = f"sapool{next(_names)}"
+    try:
+        for i in range(ROUNDS):
+            with engine.connect() as first, engine.connect() as second:
+                with first.begin():
+                    first.exec_driver_sql(f"CREATE TABLE {name}_{i} (id int PRIMARY KEY)")
+                with second.begin():
+                    second.exec_driver_sql(f"INSERT INTO {name}_{i} VALUES (1)")
+                with first.begin():
+                    first.exec_driver_sql(f"DROP TABLE {name}_{i}")
+                with second.begin():
+                    assert second.exec_driver_sql("SELECT 1").scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def aged_endpoint():
+    """An endpoint whose transactions are too old at once (every statement after BEGIN refused)."""
+    from dsqlkit.local.config import Quotas
+    from dsqlkit.local.endpoint import LocalEndpoint
+
+    endpoint = LocalEndpoint(quotas=Quotas(max_transaction_age_seconds=1e-9)).start()
+    yield endpoint
+    endpoint.stop()
+
+
+def test_a_refused_commit_ends_the_transaction_extended_protocol(aged_endpoint):
+    with psycopg.connect(aged_endpoint.dsn(), autocommit=True) as conn:
+        conn.execute("BEGIN")
+        with pytest.raises(psycopg.Error) as info:
+            conn.execute("COMMIT")
+        assert info.value.sqlstate == spec.TRANSACTION_AGE_EXCEEDED.sqlstate
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        assert conn.execute("SELECT 2").fetchone() == (2,)
+
+
+def test_a_refused_commit_ends_the_transaction_simple_query(aged_endpoint):
+    import psycopg2
+    import psycopg2.extensions
+
+    conn = psycopg2.connect(aged_endpoint.dsn())
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        cur.execute("BEGIN")
+        with pytest.raises(psycopg2.Error) as info:
+            cur.execute("COMMIT")
+        assert info.value.pgcode == spec.TRANSACTION_AGE_EXCEEDED.sqlstate
+        status = conn.info.transaction_status
+        assert status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        cur.execute("SELECT 2")
+        assert cur.fetchone() == (2,)
+    finally:
+        conn.close()

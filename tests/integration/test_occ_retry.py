@@ -26,7 +26,8 @@ def counter(dsql_clean_database, dsql_connect_kwargs):
         for statement in SETUP:
             conn.execute(statement)
         conn.execute("INSERT INTO occ_counter VALUES (1, 0)")
-    return dsql_connect_kwargs
+    # The official connector's usage: no TLS argument, PGSSLROOTCERT from the environment.
+    return {k: v for k, v in dsql_connect_kwargs.items() if k != "sslrootcert"}
 
 
 def final_value(kwargs):

@@ -329,7 +329,7 @@ def test_rewrite_and_tag_override(server: Running) -> None:
 def test_plaintext_is_refused(server: Running) -> None:
     with socket.create_connection((server.ep.host, server.ep.port), timeout=10) as sock:
         sock.sendall(pg.startup_message({"user": "admin", "database": spec.DATABASE}))
-        assert_error(error_of(read_messages(sock)), spec.SSL_REQUIRED)
+        assert_error(error_of(read_messages(sock)), spec.SSL_MANDATORY)
 
 
 def test_gssenc_answered_n_then_ssl_works(server: Running) -> None:

@@ -3,6 +3,7 @@ running past several lifetimes never fails, for every driver; a plain connection
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -123,6 +124,85 @@ def test_failed_use_is_pinged_and_kept_when_healthy(kwargs):
         assert again is conn
     assert db.connections_opened == 1
     db.close()
+
+
+# --- async twins of the sync checks: rollback, ping, replacement, its log ----------------------
+
+
+async def _afetch(conn: Any, sql: str) -> Any:
+    """One value, for asyncpg and psycopg async alike."""
+    if hasattr(conn, "fetchval"):
+        return await conn.fetchval(sql)
+    return (await (await conn.execute(sql)).fetchone())[0]
+
+
+def _in_transaction(conn: Any) -> bool:
+    if hasattr(conn, "is_in_transaction"):
+        return conn.is_in_transaction()
+    return conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg_async"])
+async def test_async_left_open_transaction_is_rolled_back_and_closed_one_replaced(
+    kwargs, driver, caplog
+):
+    db = ReusableConnection(driver, max_age=DEFAULT_MAX_AGE, **kwargs)
+    conn = await db.aget()
+    if driver == "asyncpg":
+        await conn.execute("BEGIN")
+    await _afetch(conn, "SELECT 1")  # psycopg: opens a transaction by itself; left open
+    assert _in_transaction(conn)
+    again = await db.aget()
+    assert again is conn and not _in_transaction(again)  # rolled back, same connection
+    await conn.close()  # closed: replaced without a round trip
+    with caplog.at_level(logging.DEBUG, logger="dsqlkit"):
+        fresh = await db.aget()
+    assert fresh is not conn and db.connections_opened == 2
+    assert "reusable connection replaced (2 opened)" in caplog.text
+    await db.aclose()
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg_async"])
+async def test_async_failed_use_is_pinged_and_kept_when_healthy(kwargs, driver):
+    db = ReusableConnection(driver, **kwargs)
+    with pytest.raises(Exception, match="division by zero"):
+        async with db.aconnection() as conn:
+            await _afetch(conn, "SELECT 1 / 0")
+    assert db._suspect  # the next hand-out pings first
+    async with db.aconnection() as again:
+        assert again is conn and not db._suspect  # the ping passed: kept
+        assert await _afetch(again, "SELECT 7") == 7
+    assert db.connections_opened == 1
+    await db.aclose()
+
+
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg_async"])
+async def test_async_failed_check_replaces_the_connection(kwargs, driver):
+    db = ReusableConnection(driver, **kwargs)
+    async with db.aconnection() as conn:
+        pid = await _afetch(conn, "SELECT pg_backend_pid()")
+    with pytest.raises(Exception, match="division by zero"):
+        async with db.aconnection() as same:
+            assert same is conn
+            await _afetch(same, "SELECT 1 / 0")
+    # The server ends the session meanwhile (what a network cut or the lifetime cap does): the
+    # check at the next hand-out (ping, or rollback of psycopg's failed transaction) fails.
+    await _terminate(kwargs, pid)
+    async with db.aconnection() as fresh:
+        assert fresh is not conn and await _afetch(fresh, "SELECT 8") == 8
+    assert db.connections_opened == 2
+    await db.aclose()
+
+
+async def _terminate(kwargs: dict[str, Any], pid: int) -> None:
+    """End backend ``pid`` from another session, as DSQL ends a connection."""
+    import dsqlkit.asyncpg as dsql_asyncpg
+
+    other = await dsql_asyncpg.connect(**kwargs)
+    try:
+        await other.execute(f"SELECT pg_terminate_backend({int(pid)})")
+    finally:
+        await other.close()
 
 
 def test_misuse_is_refused_clearly(kwargs):

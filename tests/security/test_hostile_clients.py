@@ -45,14 +45,6 @@ def ep() -> Iterator[LocalEndpoint]:
         yield endpoint
 
 
-@pytest.fixture
-def good(ep: LocalEndpoint) -> Iterator[GoodClient]:
-    client = GoodClient(ep)
-    client.check()
-    yield client
-    client.close()
-
-
 def _closed_by_server(sock: socket.socket) -> list[tuple[str, bytes]]:
     """Everything the server still sends, up to its close (a timeout here is a hang: fails)."""
     return read_messages(sock, until=b"")

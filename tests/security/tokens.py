@@ -130,6 +130,33 @@ def _foreign_service(now: float, service: str) -> str:
     return str(request.prepare().url).removeprefix("https://")
 
 
+def signed_over(
+    amz_date: str,
+    *,
+    expires: str = "900",
+    access_key: str = AKID,
+    secret: str = SECRET,
+    host: str = HOST,
+    region: str = REGION,
+) -> str:
+    """An admin token whose X-Amz-Date (and scope) and X-Amz-Expires are exactly as given, and
+    correctly signed over them: a key holder can sign odd values, so only the parser refuses."""
+    from dsqlkit.auth import sigv4
+
+    scope = f"{amz_date[:8]}/{region}/{spec.SERVICE}/aws4_request"
+    params = [
+        ("Action", spec.ACTION_ADMIN),
+        ("X-Amz-Algorithm", sigv4.ALGORITHM),
+        ("X-Amz-Credential", f"{access_key}/{scope}"),
+        ("X-Amz-Date", amz_date),
+        ("X-Amz-Expires", expires),
+        ("X-Amz-SignedHeaders", sigv4.SIGNED_HEADERS),
+    ]
+    encoded = [(quote(k, safe="-_.~"), quote(v, safe="-_.~")) for k, v in params]
+    signature = sigv4._signature(encoded, host, amz_date, scope, secret, region)
+    return _join(f"{host}/", [*encoded, ("X-Amz-Signature", signature)])
+
+
 def corpus(now: float | None = None) -> list[BadToken]:
     """Hundreds of bad tokens, each with a label saying what is wrong with it."""
     now = time.time() if now is None else now

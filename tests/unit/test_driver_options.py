@@ -8,6 +8,7 @@ import pytest
 
 from dsqlkit import _driver
 from dsqlkit import dsql as spec
+from dsqlkit.local.tls import ensure_certificates
 from dsqlkit.retry import ConnectRetryConfig
 
 BASE = {"host": "localhost", "region": "us-east-1"}
@@ -18,19 +19,19 @@ def plan(driver="psycopg", **kwargs):
 
 
 def test_libpq_safe_tls_defaults_follow_libpq_version():
-    new = _driver.libpq_kwargs(plan(), 180000)
+    new = _driver.libpq_kwargs(plan(), 180000, {})
     assert new["sslmode"] == "verify-full"
     assert new["sslrootcert"] == "system"
     assert new["sslnegotiation"] == "direct"
     assert "password" not in new
-    old = _driver.libpq_kwargs(plan(), 150000)
+    old = _driver.libpq_kwargs(plan(), 150000, {})
     assert old["sslmode"] == "verify-full"
     assert "sslrootcert" not in old and "sslnegotiation" not in old
 
 
 def test_libpq_caller_overrides_each_tls_setting():
     given = _driver.libpq_kwargs(
-        plan(sslmode="require", sslrootcert="/ca.pem", sslnegotiation="postgres"), 180000
+        plan(sslmode="require", sslrootcert="/ca.pem", sslnegotiation="postgres"), 180000, {}
     )
     assert (given["sslmode"], given["sslrootcert"], given["sslnegotiation"]) == (
         "require",
@@ -38,7 +39,7 @@ def test_libpq_caller_overrides_each_tls_setting():
         "postgres",
     )
     # libpq refuses sslrootcert=system and direct TLS with weak modes: not added then.
-    prefer = _driver.libpq_kwargs(plan(sslmode="prefer"), 180000)
+    prefer = _driver.libpq_kwargs(plan(sslmode="prefer"), 180000, {})
     assert "sslrootcert" not in prefer and "sslnegotiation" not in prefer
 
 
@@ -53,7 +54,7 @@ def test_application_name_with_and_without_orm_prefix():
 
 
 def test_asyncpg_gets_a_verifying_context_with_alpn_and_direct_tls():
-    kwargs = _driver.asyncpg_kwargs(plan("asyncpg"))
+    kwargs = _driver.asyncpg_kwargs(plan("asyncpg"), {})
     context = kwargs["ssl"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
@@ -63,17 +64,82 @@ def test_asyncpg_gets_a_verifying_context_with_alpn_and_direct_tls():
     assert not {"sslmode", "sslrootcert", "password"} & kwargs.keys()
 
 
+def asyncpg_kwargs(environ=None, **kwargs):
+    return _driver.asyncpg_kwargs(plan("asyncpg", **kwargs), environ or {})
+
+
 def test_asyncpg_translates_sslmode_and_keeps_callers_choices():
-    require = _driver.asyncpg_kwargs(plan("asyncpg", sslmode="require"))["ssl"]
+    require = asyncpg_kwargs(sslmode="require")["ssl"]
     assert require.verify_mode == ssl.CERT_NONE
-    verify_ca = _driver.asyncpg_kwargs(plan("asyncpg", sslmode="verify-ca"))["ssl"]
+    verify_ca = asyncpg_kwargs(sslmode="verify-ca")["ssl"]
     assert verify_ca.verify_mode == ssl.CERT_REQUIRED and not verify_ca.check_hostname
-    own = ssl.create_default_context()
-    kwargs = _driver.asyncpg_kwargs(plan("asyncpg", ssl=own, direct_tls=False))
-    assert kwargs["ssl"] is own and kwargs["direct_tls"] is False
-    assert _driver.asyncpg_kwargs(plan("asyncpg", sslnegotiation="postgres"))["direct_tls"] is False
+    assert asyncpg_kwargs(sslnegotiation="postgres")["direct_tls"] is False
+    # asyncpg applies its opportunistic modes itself (with their fallback), over SSLRequest.
+    assert (
+        asyncpg_kwargs(sslmode="prefer")["ssl"],
+        asyncpg_kwargs(sslmode="prefer")["direct_tls"],
+    ) == ("prefer", False)
+    assert asyncpg_kwargs(sslmode="disable")["ssl"] is False
+    assert asyncpg_kwargs(sslmode="disable")["direct_tls"] is False
     with pytest.raises(ValueError, match="invalid sslmode"):
-        _driver.asyncpg_kwargs(plan("asyncpg", sslmode="verify"))
+        asyncpg_kwargs(sslmode="verify")
+
+
+# The order of TLS settings: the caller's argument, then libpq's environment, then dsqlkit's
+# default (verify-full, system CAs, direct TLS).
+ENV = {"PGSSLMODE": "verify-ca", "PGSSLROOTCERT": "/env/ca.pem", "PGSSLNEGOTIATION": "postgres"}
+
+
+def test_libpq_environment_is_left_to_libpq():
+    kwargs = _driver.libpq_kwargs(plan(), 180000, ENV)
+    # libpq reads its own variables: dsqlkit adds no default that would override them.
+    assert not {"sslmode", "sslrootcert", "sslnegotiation"} & kwargs.keys()
+    only_root = _driver.libpq_kwargs(plan(), 180000, {"PGSSLROOTCERT": "/env/ca.pem"})
+    assert only_root["sslmode"] == "verify-full" and "sslrootcert" not in only_root
+    assert only_root["sslnegotiation"] == "direct"
+    # A weak mode from the environment: no direct TLS, no system roots (libpq would refuse).
+    weak = _driver.libpq_kwargs(plan(), 180000, {"PGSSLMODE": "prefer"})
+    assert not {"sslmode", "sslrootcert", "sslnegotiation"} & weak.keys()
+
+
+def test_libpq_explicit_arguments_win_over_the_environment():
+    kwargs = _driver.libpq_kwargs(
+        plan(sslmode="require", sslrootcert="/mine.pem", sslnegotiation="direct"), 180000, ENV
+    )
+    assert (kwargs["sslmode"], kwargs["sslrootcert"], kwargs["sslnegotiation"]) == (
+        "require",
+        "/mine.pem",
+        "direct",
+    )
+
+
+def test_asyncpg_honours_libpq_environment(tmp_path):
+    ca = ensure_certificates(tmp_path, ["localhost"]).ca_cert
+    kwargs = asyncpg_kwargs({"PGSSLMODE": "verify-ca", "PGSSLROOTCERT": str(ca)})
+    context = kwargs["ssl"]
+    assert context.verify_mode == ssl.CERT_REQUIRED and not context.check_hostname
+    assert len(context.get_ca_certs()) == 1  # the file's CA only, not the system store
+    assert kwargs["direct_tls"] is True
+    assert asyncpg_kwargs({"PGSSLNEGOTIATION": "postgres"})["direct_tls"] is False
+    # The caller's arguments win over the environment.
+    mine = asyncpg_kwargs({"PGSSLMODE": "disable"}, sslmode="require", direct_tls=False)
+    assert mine["ssl"].verify_mode == ssl.CERT_NONE and mine["direct_tls"] is False
+
+
+def test_asyncpg_callers_context_negotiates_with_sslrequest(tmp_path):
+    own = ssl.create_default_context()
+    kwargs = asyncpg_kwargs(ssl=own)
+    assert kwargs["ssl"] is own and kwargs["direct_tls"] is False
+    assert asyncpg_kwargs(ssl=own, direct_tls=True)["direct_tls"] is True
+    assert asyncpg_kwargs(ssl=own, sslnegotiation="direct")["direct_tls"] is True
+    # A mode name is a sslmode (the official connector's reading): dsqlkit builds the context.
+    by_name = asyncpg_kwargs(
+        ssl="verify-ca", sslrootcert=str(ensure_certificates(tmp_path, ["localhost"]).ca_cert)
+    )
+    assert by_name["ssl"].verify_mode == ssl.CERT_REQUIRED and not by_name["ssl"].check_hostname
+    assert by_name["direct_tls"] is True
+    with pytest.raises(ValueError, match="not both"):
+        asyncpg_kwargs(ssl=own, sslmode="require")
 
 
 def test_dsqlkit_options_are_taken_out_and_checked():

@@ -93,14 +93,48 @@ def test_retry_config_validation_says_what_is_wrong():
         ConnectRetryConfig(max_attempts=0)
 
 
-def test_resolve_retry_config():
+def test_resolve_retry_config_none_inherits_false_is_off():
+    """Innermost setting first (the call, then its pool): the same rule for every API."""
     custom = OCCRetryConfig(max_retries=7)
-    assert resolve_retry_config(None, None) is None
-    assert resolve_retry_config(True, None) == OCCRetryConfig()
-    assert resolve_retry_config(custom, None) is custom
-    assert resolve_retry_config(custom, True) is custom
-    assert resolve_retry_config(custom, False) is None
-    assert resolve_retry_config(False, custom) is custom
+    # None inherits; nothing set anywhere: dsqlkit's default, retry on.
+    assert resolve_retry_config(None) == OCCRetryConfig()
+    assert resolve_retry_config(None, None) == OCCRetryConfig()
+    assert resolve_retry_config(None, custom) is custom
+    assert resolve_retry_config(None, False) is None
+    # False is off, whatever the pool says; a config or True wins over the pool.
+    assert resolve_retry_config(False, custom) is None
+    assert resolve_retry_config(custom, False) is custom
+    assert resolve_retry_config(True, custom) is custom  # on, with the pool's configuration
+    assert resolve_retry_config(True, False) == OCCRetryConfig()
+    with pytest.raises(TypeError, match="retry must be"):
+        resolve_retry_config(3)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("module", ["psycopg", "psycopg2", "asyncpg", "sqlalchemy", "batch"])
+def test_every_api_defaults_retry_to_none_meaning_inherit(module):
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(f"dsqlkit.{module}")
+    found = 0
+    for name in dir(mod):
+        obj = getattr(mod, name)
+        if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
+            continue
+        functions = (
+            [obj]
+            if inspect.isfunction(obj)
+            else list(vars(obj).values())
+            if inspect.isclass(obj)
+            else []
+        )
+        for function in functions:
+            if inspect.isfunction(function) and "retry" in inspect.signature(function).parameters:
+                found += 1
+                assert inspect.signature(function).parameters["retry"].default is None, (
+                    f"{mod.__name__}.{name}: retry= must default to None (inherit)"
+                )
+    assert found
 
 
 def test_full_jitter_bounds():
@@ -187,7 +221,7 @@ def test_transient_connect_errors_are_retryable(exc):
         FakeSqlstate(spec.ACCESS_DENIED.sqlstate, spec.ACCESS_DENIED.message),
         FakeSqlstate(spec.DATABASE_MISSING.sqlstate),
         FakeSqlstate(spec.USER_MISSING.sqlstate),
-        FakeSqlstate(spec.SSL_REQUIRED.sqlstate),
+        FakeSqlstate(spec.SSL_MANDATORY.sqlstate),
         ValueError("bad argument"),
     ],
 )

@@ -48,8 +48,10 @@ _REQUIRED = frozenset(
 )
 _KNOWN = _REQUIRED | {"X-Amz-Security-Token"}
 _ACTIONS = (spec.ACTION_ADMIN, spec.ACTION_USER)
-_DATE_RE = re.compile(r"^\d{8}T\d{6}Z$")
-_SIGNATURE_RE = re.compile(r"^[0-9a-f]{64}$")
+# Matched with fullmatch, so a trailing newline is not accepted (``$`` would allow one), and with
+# explicit ASCII classes: ``\d`` also matches digits such as "٢" that int() reads as numbers.
+_DATE_RE = re.compile(r"[0-9]{8}T[0-9]{6}Z", re.ASCII)
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}", re.ASCII)
 
 Now = float | datetime | None
 
@@ -285,7 +287,7 @@ def _check_claims(params: dict[str, str], region: str) -> tuple[str, str, int, i
     if params["X-Amz-Algorithm"] != ALGORITHM:
         raise TokenRejected(spec.HINT_MALFORMED.format(what=f"algorithm must be {ALGORITHM}"))
     amz_date = params["X-Amz-Date"]
-    if not _DATE_RE.match(amz_date):
+    if not _DATE_RE.fullmatch(amz_date):
         raise TokenRejected(spec.HINT_MALFORMED.format(what="X-Amz-Date is not yyyymmddTHHMMSSZ"))
     try:
         # Slicing, not strptime: three times faster, and this runs on every new connection.
@@ -304,18 +306,21 @@ def _check_claims(params: dict[str, str], region: str) -> tuple[str, str, int, i
         )
     expires_text = params["X-Amz-Expires"]
     # isascii: str.isdigit() also accepts digits such as "²" that int() refuses.
-    if (
-        not (expires_text.isascii() and expires_text.isdigit())
-        or not 1 <= int(expires_text) <= spec.TOKEN_MAX_EXPIRES
-    ):
+    # Without leading zeros, and compared by length first: int() refuses over 4,300 digits.
+    significant = expires_text.lstrip("0")
+    if not (expires_text.isascii() and expires_text.isdigit()) or not significant:
         raise TokenRejected(
             spec.HINT_MALFORMED.format(what=f"X-Amz-Expires must be 1..{spec.TOKEN_MAX_EXPIRES}")
         )
+    if len(significant) > len(str(spec.TOKEN_MAX_EXPIRES)) or (
+        int(significant) > spec.TOKEN_MAX_EXPIRES
+    ):
+        raise TokenRejected(spec.HINT_EXPIRES_TOO_LONG)
     if params["X-Amz-SignedHeaders"] != SIGNED_HEADERS:
         raise TokenRejected(spec.HINT_MALFORMED.format(what="X-Amz-SignedHeaders must be host"))
-    if not _SIGNATURE_RE.match(params["X-Amz-Signature"]):
+    if not _SIGNATURE_RE.fullmatch(params["X-Amz-Signature"]):
         raise TokenRejected(spec.HINT_MALFORMED.format(what="signature is not 64 hex digits"))
-    return access_key, amz_date, signed_at, int(expires_text)
+    return access_key, amz_date, signed_at, int(significant)
 
 
 def _same_session(expected: str | None, presented: str | None) -> bool:

@@ -39,13 +39,14 @@ _REWRITTEN_STATUS = {
 }
 
 _Q, _P, _S, _X, _C, _E, _F, _B = (ord(c) for c in "QPSXCEFB")
-_Z, _I, _SUSPENDED, _CLOSE_COMPLETE = ord("Z"), ord("I"), ord("s"), ord("3")
+_Z, _I, _SUSPENDED, _CLOSE_COMPLETE, _N = ord("Z"), ord("I"), ord("s"), ord("3"), ord("N")
 _CLIENT_INSPECT = frozenset({_Q, _P, _S, _X, _C, _E, _F, _B})
 _PASSWORD = ord("p")
 #: Before the relay starts: the password, and the relay's own types so that anything a client
 #: pipelines behind its password is already split for the policy when the relay starts.
 _AUTH_INSPECT = _CLIENT_INSPECT | {_PASSWORD}
-_SERVER_INSPECT = frozenset({_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE})
+#: NoticeResponse too: the backend's catalog-change notices are for the rules (rare: DDL only).
+_SERVER_INSPECT = frozenset({_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE, _N})
 _BACKEND_STARTUP_INSPECT = frozenset({ord("R"), ord("S"), ord("K"), _Z, _E})
 #: A statement name no client uses: closing it is a no-op whose CloseComplete marks a position.
 _BARRIER_STATEMENT = "dsqlkit.barrier"
@@ -144,6 +145,7 @@ class ClientSession(asyncio.Protocol):
         self._expect: collections.deque[_Pending] = collections.deque()
         self._discarding = False  # extended protocol: skipping to Sync after a refusal
         self._refusal_sent = False
+        self._refusal_rollback = False  # the refused batch held a COMMIT: end the transaction
         self._last_status = "I"
         self._statement_tags: dict[str, str] = {}
         self._portal_tags: dict[str, str] = {}
@@ -509,7 +511,11 @@ class ClientSession(asyncio.Protocol):
             return
         if decision.action is Action.REFUSE:
             assert decision.error is not None
-            self._to_backend.append(pg.query(pg.raise_sql(decision.error)))
+            raised = pg.raise_sql(decision.error)
+            # A refused COMMIT ends the transaction (as a failed one does): rolled back first.
+            self._to_backend.append(
+                pg.query(f"ROLLBACK; {raised}" if decision.rollback else raised)
+            )
             self._expect.append(_PENDING[_Expect.REFUSED_QUERY])
             return
         if decision.action is Action.REWRITE and decision.sql is not None:
@@ -521,7 +527,7 @@ class ClientSession(asyncio.Protocol):
     def _carry_out_parse(self, decision: Decision, data: memoryview, parsed: pg.Parse) -> None:
         if decision.action is Action.REFUSE:
             assert decision.error is not None
-            self._refuse_batch(decision.error)
+            self._refuse_batch(decision.error, rollback=decision.rollback)
             return
         plain = decision.action is Action.FORWARD and decision.command_tag is None
         self._remember_statement(parsed.name, parsed.sql if plain else None)
@@ -534,8 +540,9 @@ class ClientSession(asyncio.Protocol):
         else:
             self._to_backend.append(data)
 
-    def _refuse_batch(self, error: spec.DsqlError) -> None:
+    def _refuse_batch(self, error: spec.DsqlError, *, rollback: bool = False) -> None:
         """Refuse a Parse or Bind: skip the rest of the batch to Sync; ``error`` in its place."""
+        self._refusal_rollback = self._refusal_rollback or rollback
         # Not forwarded. The error reaches the client after the backend's answers to what
         # came before it in the batch (the barrier's CloseComplete marks that point).
         self._discarding = True
@@ -645,6 +652,11 @@ class ClientSession(asyncio.Protocol):
             self._ready_for_query(data)
         elif kind == _E:
             self._error(head, data)
+        elif kind == _N:
+            assert self.policy is not None
+            consumed = self.policy.on_notice(pg.parse_error_fields(data[5:]))
+            if not consumed and (head is None or head.kind not in _SILENCED):
+                self._to_client.append(data)
         elif kind == _CLOSE_COMPLETE:
             if head is not None and head.kind in (_Expect.CLOSE, _Expect.BARRIER):
                 expect.popleft()
@@ -708,12 +720,15 @@ class ClientSession(asyncio.Protocol):
             if done.kind in _ENDS_AT_READY:
                 break
         refused, self._refusal_sent = self._refusal_sent, False
+        rollback, self._refusal_rollback = self._refusal_rollback, False
         if done is not None and done.kind is _Expect.SYNC_REFUSED and refused and status == "T":
             # Make the backend's transaction fail as the refusal would have: it raises, we swallow
-            # its error, and the client sees its ReadyForQuery 'E'.
+            # its error, and the client sees its ReadyForQuery 'E' (a refused COMMIT: rolled
+            # back, 'I').
             assert self.backend is not None
             self._expect.append(_PENDING[_Expect.RAISE])
-            self.backend.write(pg.query(pg.raise_sql(spec.TRANSACTION_ABORTED)))
+            ending = "ROLLBACK" if rollback else pg.raise_sql(spec.TRANSACTION_ABORTED)
+            self.backend.write(pg.query(ending))
             return
         self._last_status = status
         self.policy.on_ready_for_query(status)

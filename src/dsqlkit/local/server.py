@@ -2,10 +2,11 @@
 
 A thin I/O shell around :mod:`dsqlkit.local.wire.protocol`. For each client connection:
 
-1. **Accept**: peek at the first bytes before TLS. ``0x16`` is direct TLS (ALPN must be
-   ``postgresql``); an SSLRequest is answered ``S`` (bytes sent before the handshake close the
-   connection: CVE-2021-23214); a GSSENCRequest ``N``; a plaintext StartupMessage gets
-   ``spec.SSL_REQUIRED``; a CancelRequest is carried out. The whole startup phase is bounded in time.
+1. **Accept**: the pre-TLS negotiation (:mod:`~dsqlkit.local.wire.negotiation` decides, this
+   module only reads and writes): direct TLS (``0x16``; ALPN must be ``postgresql``), an
+   SSLRequest answered ``S`` (bytes sent before the handshake close the connection:
+   CVE-2021-23214), at most one GSSENCRequest answered ``N``, a CancelRequest carried out; a
+   plaintext StartupMessage is refused. The whole startup phase is bounded in time.
 2. **Startup** (over TLS): SNI must be one of the endpoint's names; user and database checked;
    connection quotas (:mod:`~dsqlkit.local.rules.quotas`); the policy's ``check_startup``.
 3. **Auth**: AuthenticationCleartextPassword; the password is an IAM token, checked with
@@ -55,6 +56,7 @@ from dsqlkit.local.rules.policy import EndpointRules
 from dsqlkit.local.rules.quotas import ConnectionQuotas
 from dsqlkit.local.tls import ensure_certificates, server_context
 from dsqlkit.local.wire import protocol as pg
+from dsqlkit.local.wire.negotiation import Negotiation, Outcome, Read
 
 __all__ = ["Endpoint", "EndpointConfig", "EndpointStats", "Quotas"]
 
@@ -262,35 +264,22 @@ class Endpoint:
     async def _before_tls(self, conn: socket.socket, peer: Any, deadline: float) -> bool | None:
         """True: direct TLS; False: TLS after SSLRequest; None: done (refused or cancel)."""
         loop = self._running_loop()
+        negotiation = Negotiation()
         while True:
-            head = await _peek(loop, conn, 8, deadline)
-            if not head:
-                return None
-            if head[0] == pg.TLS_HANDSHAKE_RECORD:
-                return True
-            if len(head) < 8:
-                await _peek(loop, conn, 8, deadline, at_least=8)
+            read = negotiation.next_read()
+            step = negotiation.receive(await _recv(loop, conn, read, deadline))
+            if step.reply:
+                with contextlib.suppress(OSError):
+                    conn.send(step.reply)  # at most a short error: the kernel's buffer takes it
+            if step.outcome is Outcome.CONTINUE:
                 continue
-            length, code = pg.STARTUP_HEADER.unpack(head)
-            if code == pg.SSL_REQUEST_CODE and length == 8:
-                conn.recv(8)
-                if _has_pending(conn):
-                    self._refuse(None, peer, "data_after_sslrequest")
-                    return None
-                conn.send(b"S")
-                return False
-            if code == pg.GSSENC_REQUEST_CODE and length == 8:
-                conn.recv(8)
-                conn.send(b"N")  # the client may now send an SSLRequest
-                continue
-            if code == pg.CANCEL_REQUEST_CODE and length == 16:
-                packet = await _peek(loop, conn, 16, deadline, at_least=16)
-                conn.recv(16)
-                self.cancel(pg.parse_startup_packet(packet[4:16]))
-                return None
-            self._refuse(None, peer, "plaintext")
-            with contextlib.suppress(OSError):
-                conn.send(pg.error_response(spec.SSL_REQUIRED))
+            if step.outcome is Outcome.TLS:
+                return step.direct
+            if step.outcome is Outcome.CANCEL:
+                assert step.cancel is not None
+                self.cancel(step.cancel)
+            elif step.reason != "closed":
+                self._refuse(None, peer, step.reason)
             return None
 
     def _refuse(self, error: spec.DsqlError | None, peer: Any, reason: str, user: str = "") -> None:
@@ -336,18 +325,22 @@ class Endpoint:
         self._release_quota(session.refusal)
 
 
-async def _peek(
-    loop: asyncio.AbstractEventLoop, conn: socket.socket, n: int, deadline: float, at_least: int = 1
+async def _recv(
+    loop: asyncio.AbstractEventLoop, conn: socket.socket, read: Read, deadline: float
 ) -> bytes:
-    """Look at up to ``n`` bytes without consuming them, waiting until ``at_least`` are there."""
+    """What ``read`` asks for: waits until at least one byte (or EOF) is there, never spins.
+
+    Each wait ends with bytes to consume or to peek at for the first time: a partial header is
+    consumed into the negotiation's buffer, so the socket is not readable again until more comes.
+    """
+    flags = socket.MSG_PEEK if read.peek else 0
     while True:
         try:
-            data = conn.recv(n, socket.MSG_PEEK)
+            return conn.recv(read.size, flags)
         except BlockingIOError:
-            data = None
-        if data is not None and (len(data) >= at_least or not data):
-            return data
-        if loop.time() >= deadline:  # also ends a client trickling bytes (always readable)
+            if not read.wait:
+                return b""
+        if loop.time() >= deadline:  # also ends a client trickling bytes
             raise asyncio.TimeoutError
         ready: asyncio.Future[None] = loop.create_future()
         loop.add_reader(conn.fileno(), _set_done, ready)
@@ -368,10 +361,3 @@ def _set_done(future: asyncio.Future[None]) -> None:
 def _set_timed_out(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_exception(asyncio.TimeoutError())
-
-
-def _has_pending(conn: socket.socket) -> bool:
-    try:
-        return bool(conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except BlockingIOError:
-        return False

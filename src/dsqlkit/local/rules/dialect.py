@@ -6,7 +6,8 @@ returns a :class:`Verdict`: per statement its :class:`Kind` and the refusal (a
 statement text, so a statement the session has seen before costs one dictionary lookup.
 
 Every message of ``dsql-behavior.md`` section 6 (and section 4's SET and isolation rules) is in
-:data:`REFUSALS` below: one table, so a change in DSQL's wording is one edit.
+:data:`dsqlkit.dsql.DIALECT_REFUSALS` (here :data:`REFUSALS`): one table, so a change in DSQL's
+wording is one edit.
 
 Emulator decisions (DSQL's answer is unknown; easy to change here):
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -52,64 +54,9 @@ from dsqlkit.dsql import DsqlError
 Node = dict[str, Any]
 
 
-def _unsupported(message: str) -> DsqlError:
-    return DsqlError(spec.UNSUPPORTED_SQLSTATE, message)
+# --- The messages (section 6 of dsql-behavior.md): in dsqlkit.dsql, the one table ------------------
 
-
-# --- The messages (section 6 of dsql-behavior.md) ------------------------------------------------
-
-REFUSALS: dict[str, DsqlError] = {
-    "truncate": _unsupported("unsupported statement: Truncate"),
-    "create_extension": _unsupported("unsupported statement: CreateExtension"),
-    "create_trigger": _unsupported("CREATE TRIGGER not supported"),
-    "create_database": _unsupported("unsupported statement: Createdb"),
-    "temp_table": _unsupported("TEMPORARY or TEMP table not supported for CREATE TABLE"),
-    "unlogged_table": _unsupported("UNLOGGED table not supported for CREATE TABLE"),
-    "serial": DsqlError("42704", 'type "{name}" does not exist'),
-    "create_table_as": _unsupported("unsupported statement: CreateTableAs"),
-    "enum": _unsupported("CREATE TYPE not supported"),
-    "composite": _unsupported("unsupported statement: CompositeType"),
-    "range": _unsupported("unsupported statement: CreateRange"),
-    "tablespace": _unsupported("unsupported statement: CreateTableSpace"),
-    "foreign_table": _unsupported("unsupported statement: CreateForeignTable"),
-    "vacuum": _unsupported("unsupported VACUUM statement"),
-    "listen": _unsupported("unsupported statement: Listen"),
-    "notify": _unsupported("unsupported statement: Notify"),
-    "unlisten": _unsupported("unsupported statement: Unlisten"),
-    "alter_system": _unsupported("unsupported statement: AlterSystem"),
-    "do": _unsupported("unsupported statement: Do"),  # emulator decision
-    "function_language": _unsupported("CREATE FUNCTION with language {language} not supported"),
-    "procedure": _unsupported("PROCEDURE is not supported"),
-    "savepoint": _unsupported("unsupported transaction statement: {statement}"),
-    "locking": _unsupported(
-        "locking clauses other than FOR UPDATE/FOR KEY SHARE are not supported"
-    ),
-    "tablesample": _unsupported("TABLESAMPLE clause not supported"),
-    "function": _unsupported("function {name} not supported"),
-    "sync_index": _unsupported("unsupported mode. please use CREATE INDEX ASYNC."),
-    "concurrently": _unsupported("CONCURRENTLY not supported for CREATE INDEX"),
-    "index_sort": _unsupported("specifying sort order not supported for index keys"),
-    "index_opclass": _unsupported("opclass not supported for index keys"),
-    "datatype": _unsupported("datatype {type} not supported"),
-    "identity_cache": _unsupported(
-        "identity column is not supported without an explicit cache size. please define CACHE"
-        " greater than or equal to 65536 or equal to 1"
-    ),
-    "sequence_cache": _unsupported(
-        "CREATE SEQUENCE is not supported without an explicit cache size. please define CACHE"
-        " greater than or equal to 65536 or equal to 1"
-    ),
-    "identity_type": _unsupported(
-        "datatype {type} not supported, identity column type must be bigint"
-    ),
-    "add_column_constraint": _unsupported("ALTER TABLE ADD COLUMN with constraint not supported"),
-    "add_constraint": _unsupported("unsupported ALTER TABLE ADD CONSTRAINT statement"),
-    "alter_column_type": _unsupported(
-        "unsupported ALTER TABLE ALTER COLUMN ... SET DATA TYPE statement"
-    ),
-    "isolation": spec.UNSUPPORTED_ISOLATION,
-    "parameter": spec.PARAMETER_NOT_SUPPORTED,
-}
+REFUSALS = spec.DIALECT_REFUSALS
 
 #: Statements refused whatever they say, by parse-tree node type.
 _REFUSED_NODES = {
@@ -181,8 +128,6 @@ _TYPE_DISPLAY = {
     "time": "time without time zone",
     "timetz": "time with time zone",
 }
-#: Valid CACHE values for identity columns and sequences: exactly 1, or at least this.
-MIN_LARGE_CACHE = 65_536
 _ALLOWED_ISOLATION = "repeatable read"
 _SAVEPOINT_KINDS = {
     "TRANS_STMT_SAVEPOINT": "SAVEPOINT",
@@ -233,6 +178,8 @@ class Verdict:
     #: command tag the client should see for it (None: the backend's).
     rewrite: str | None = None
     command_tag: str | None = None
+    #: The relation names the statements refer to, unqualified (for OC001: ``rules/occ.py``).
+    relations: frozenset[str] = frozenset()
 
     @functools.cached_property  # read per statement on the relay's hot path
     def refusal(self) -> DsqlError | None:
@@ -288,14 +235,28 @@ def _classify(sql: str) -> Verdict:
     for raw in tree["stmts"]:
         statement = _classify_node(raw["stmt"], search)
         statements.append(_at(statement, _char_offset(sql, raw.get("stmt_location", 0))))
+    relations = _relations(text)
     # Pre-filter: a call of version() or a setting name like server_version, in any case. (A bare
     # "version" would match every statement: the JSON starts with the parser's {"version": ...}.)
     lowered = text.lower()
     if '"sval":"version"' in lowered or "server_version" in lowered:
         rewrite = version_rewrite(sql)
         if rewrite is not None:
-            return Verdict(tuple(statements), rewrite=rewrite[0], command_tag=rewrite[1])
-    return Verdict(tuple(statements))
+            return Verdict(
+                tuple(statements), rewrite=rewrite[0], command_tag=rewrite[1], relations=relations
+            )
+    return Verdict(tuple(statements), relations=relations)
+
+
+#: A RangeVar's name in the parser's JSON. String constants are escaped there (``\"relname\"``),
+#: so only real keys match.
+_RELNAME = re.compile(r'"relname":"((?:[^"\\]|\\.)*)"')
+
+
+def _relations(text: str) -> frozenset[str]:
+    if '"relname"' not in text:
+        return frozenset()
+    return frozenset(json.loads(f'"{name}"') for name in _RELNAME.findall(text))
 
 
 _classify_cached = functools.lru_cache(maxsize=CACHE_SIZE)(_classify)
@@ -491,8 +452,7 @@ def _column_refusal(column: Node) -> DsqlError | None:
         if c["contype"] == "CONSTR_IDENTITY":
             if name != "int8":
                 return _refusal("identity_type", type=_display(name))
-            if not _cache_ok(c.get("options", ())):
-                return _refusal("identity_cache")
+            return _cache_refusal(c.get("options", ()), missing="identity_cache")
     return None
 
 
@@ -534,7 +494,19 @@ def _check_index(node: Node, *, asynchronous: bool = False) -> DsqlError | None:
 
 
 def _check_sequence(node: Node) -> DsqlError | None:
-    return None if _cache_ok(node.get("options", ())) else _refusal("sequence_cache")
+    return _sequence_refusal(node.get("options", ()), missing="sequence_cache")
+
+
+def _check_alter_sequence(node: Node) -> DsqlError | None:
+    return _sequence_refusal(node.get("options", ()), missing=None)  # keeps its CACHE
+
+
+def _sequence_refusal(options: Any, *, missing: str | None) -> DsqlError | None:
+    """A sequence must be bigint and have a valid CACHE (``missing``: the refusal if none)."""
+    as_type = _option(options, "as")
+    if as_type is not None and _string(as_type["TypeName"]["names"][-1]) != "int8":
+        return _refusal("sequence_type")
+    return _cache_refusal(options, missing=missing)
 
 
 def _check_function(node: Node) -> DsqlError | None:
@@ -601,6 +573,7 @@ _CHECKS: dict[str, Callable[[Node], DsqlError | None]] = {
     "AlterTableStmt": _check_alter_table,
     "IndexStmt": _check_index,
     "CreateSeqStmt": _check_sequence,
+    "AlterSeqStmt": _check_alter_sequence,
     "CreateFunctionStmt": _check_function,
     "VacuumStmt": _check_vacuum,
     "SelectStmt": _check_select,
@@ -808,13 +781,26 @@ def _const_bool(node: Node) -> bool | None:
     return None if value is None else bool(value.get("boolval", False))
 
 
-def _cache_ok(options: Any) -> bool:
-    for option in options:
-        if _defname(option) == "cache":
-            arg = option["DefElem"].get("arg", {})
-            # Integer, or Float for values beyond 32 bits (the parser keeps those as text).
-            cache = arg.get("Integer", {}).get("ival", 0) if "Integer" in arg else None
-            if cache is None:
-                cache = float(arg.get("Float", {}).get("fval", 0))
-            return bool(cache == 1 or cache >= MIN_LARGE_CACHE)
-    return False
+def _option(options: Any, name: str) -> Node | None:
+    """The argument of the first option ``name`` (PostgreSQL refuses repeated options)."""
+    return next(
+        (o["DefElem"].get("arg", {}) for o in options if _defname(o) == name),
+        None,
+    )
+
+
+def _cache_refusal(options: Any, *, missing: str | None) -> DsqlError | None:
+    """DSQL's refusal of a sequence's CACHE: ``missing`` if there is none (None: allowed), or a
+    class-22 error for a value that is neither 1 nor at least ``spec.MIN_LARGE_CACHE``."""
+    arg = _option(options, "cache")
+    if arg is None:
+        return None if missing is None else _refusal(missing)
+    # Integer (the parser leaves out a zero ival), or Float: values beyond 32 bits stay text.
+    if "Integer" in arg:
+        text = str(arg["Integer"].get("ival", 0))
+    else:
+        text = str(arg.get("Float", {}).get("fval", "0"))
+    cache = float(text)
+    if cache == 1 or cache >= spec.MIN_LARGE_CACHE:
+        return None
+    return _refusal("cache_value", cache=text)

@@ -18,6 +18,10 @@ Example::
 
 from __future__ import annotations
 
+import collections
+import json
+from collections.abc import Mapping
+
 from dsqlkit import dsql as spec
 
 #: Added to every backend StartupMessage. lock_timeout is in milliseconds; 1 is the smallest
@@ -60,23 +64,65 @@ def rewrite_error(fields: dict[str, str]) -> dict[str, str]:
     return rewritten
 
 
+#: SQLSTATE of the NOTICE the backend's event triggers send when a DDL, GRANT or REVOKE changed
+#: the catalog (sql/50_occ.sql); its DETAIL is a JSON array of the relations touched (null: all).
+CATALOG_NOTICE_SQLSTATE = "DQ001"
+#: Changes remembered; a transaction begun before the oldest one kept conflicts on any relation.
+CATALOG_LOG_SIZE = 1024
+
+#: One committed catalog change: the relation names it touched, None for "every relation".
+Touched = frozenset[str] | None
+
+
+def touched_relations(fields: Mapping[str, str]) -> Touched:
+    """The relations named by a catalog-change NOTICE's fields (see :data:`CATALOG_NOTICE_SQLSTATE`).
+
+    Example: ``touched_relations({"C": "DQ001", "D": '["t", "t_pkey"]'}) == {"t", "t_pkey"}``.
+    """
+    try:
+        names = json.loads(fields.get("D", "[]"))
+    except ValueError:
+        return None  # not ours after all: the safe reading is "everything changed"
+    if not isinstance(names, list) or any(not isinstance(n, str) for n in names):
+        return None
+    return frozenset(names)
+
+
 class OccState:
-    """Endpoint-wide OCC state: the catalog version that the session rules compare (OC001).
+    """Endpoint-wide OCC state: the log of committed catalog changes that OC001 is decided on.
 
-    Each catalog change (DDL, GRANT, REVOKE) committed by a session bumps the version; a session
-    that last saw an older version gets OC001 once on its next statement.
-
-    Example::
+    Each catalog change (DDL, GRANT, REVOKE) committed by a session is recorded with the relations
+    it touched; a transaction that began at an older ``version`` and then uses one of them gets
+    OC001 (:meth:`conflicts`). Example::
 
         state = OccState()
-        seen = state.catalog_version
-        state.bump()
-        assert state.catalog_version != seen
+        began = state.version
+        state.commit(frozenset({"t"}))
+        assert state.conflicts(began, frozenset({"t"}))
+        assert not state.conflicts(began, frozenset({"other"}))
+        assert not state.conflicts(state.version, frozenset({"t"}))  # began after the change
     """
 
     def __init__(self) -> None:
-        self.catalog_version = 0
+        self.version = 0
+        self._log: collections.deque[tuple[int, Touched]] = collections.deque(
+            maxlen=CATALOG_LOG_SIZE
+        )
 
-    def bump(self) -> None:
-        """Record one catalog change."""
-        self.catalog_version += 1
+    def commit(self, touched: Touched) -> None:
+        """Record one committed catalog change."""
+        self.version += 1
+        self._log.append((self.version, touched))
+
+    def conflicts(self, began: int, relations: frozenset[str]) -> bool:
+        """Whether a transaction begun at version ``began`` conflicts by using ``relations``."""
+        if began >= self.version or not relations:
+            return False
+        if not self._log or self._log[0][0] > began + 1:
+            return True  # older than the log remembers: assume its relations changed
+        for version, touched in reversed(self._log):
+            if version <= began:
+                return False
+            if touched is None or not touched.isdisjoint(relations):
+                return True
+        return False

@@ -12,7 +12,8 @@ How the server carries out a :class:`Decision`:
   tag in CommandComplete instead of the backend's.
 - ``REFUSE``: the client gets ``error`` and the backend's transaction state follows as if the
   backend had raised it (an explicit transaction becomes aborted; autocommit is untouched). In the
-  extended protocol, the rest of the batch up to Sync is discarded, as PostgreSQL does.
+  extended protocol, the rest of the batch up to Sync is discarded, as PostgreSQL does. With
+  ``rollback`` (a refused COMMIT), the transaction ends instead: rolled back, the session idle.
 - ``wait``: if set, the server awaits it and carries out the :class:`Decision` it returns instead
   (e.g. ``CALL sys.wait_for_job``: wait for the job, then answer with its result); the client's later
   messages wait behind it, in order, and other sessions are not held up.
@@ -41,10 +42,11 @@ class Decision:
     command_tag: str | None = None
     error: DsqlError | None = None
     wait: Awaitable[Decision] | None = None
+    rollback: bool = False
 
     @staticmethod
-    def refuse(error: DsqlError) -> Decision:
-        return Decision(Action.REFUSE, error=error)
+    def refuse(error: DsqlError, *, rollback: bool = False) -> Decision:
+        return Decision(Action.REFUSE, error=error, rollback=rollback)
 
     @staticmethod
     def later(wait: Awaitable[Decision]) -> Decision:
@@ -63,7 +65,8 @@ class SessionPolicy:
 
     The server calls, in order of the protocol:
     ``check_startup`` once; then ``on_statement`` for each simple Query and each Parse;
-    ``on_command_complete`` and ``on_ready_for_query`` for the backend's answers;
+    ``on_command_complete``, ``on_notice`` and ``on_ready_for_query`` for the backend's answers
+    (``on_notice`` returns True for a notice meant for the rules, which the client never sees);
     ``rewrite_error`` for each backend ErrorResponse (fields by their one-letter protocol code,
     e.g. ``{"S": "ERROR", "C": "40001", "M": "..."}``) before it reaches the client;
     ``close`` when the session ends.
@@ -77,6 +80,9 @@ class SessionPolicy:
 
     def on_command_complete(self, tag: str) -> None:
         pass
+
+    def on_notice(self, fields: Mapping[str, str]) -> bool:
+        return False
 
     def on_ready_for_query(self, status: str) -> None:
         pass

@@ -12,8 +12,12 @@ Emulator decisions:
   before anything runs, as a syntax error would be.
 - The transaction age counts from the first answer in the transaction (``BEGIN``'s); ``ROLLBACK`` is always let through so a session can
   leave an old transaction.
-- OC001 is reported once, on the first statement after another session's committed catalog change
-  (``ROLLBACK`` and statements of an aborted transaction excepted).
+- OC001 (DSQL section 5): a statement gets it when its transaction began before another session's
+  catalog change committed and it names a relation that change touched (by unqualified name: a
+  view over a changed table is not followed). The backend says what a DDL changed (its event
+  triggers' NOTICE, ``sql/50_occ.sql``), so a DDL that changed nothing is no change; GRANT and
+  REVOKE count as touching every relation. ``ROLLBACK`` and aborted transactions never get it.
+- A refused COMMIT ends the transaction (rolled back, the session idle), as a failed COMMIT does.
 - A non-whitelisted parameter in the StartupMessage (directly or as ``options=-c name=value``) is
   refused with a FATAL error carrying ``spec.PARAMETER_NOT_SUPPORTED``'s SQLSTATE and text.
 
@@ -32,6 +36,7 @@ from typing import Protocol
 from dsqlkit import dsql as spec
 from dsqlkit.dsql import DsqlError
 from dsqlkit.local.config import Quotas
+from dsqlkit.local.rules import occ
 from dsqlkit.local.rules.dialect import Kind, Statement, classify, parameter_refusal
 from dsqlkit.local.rules.policy import FORWARD, Decision, SessionPolicy
 
@@ -39,19 +44,19 @@ from dsqlkit.local.rules.policy import FORWARD, Decision, SessionPolicy
 ExtensionDecider = Callable[[str], "Decision | None"]
 ErrorRewriter = Callable[[dict[str, str]], dict[str, str]]
 
-#: First word of the command tags of statements that change the catalog.
-_CATALOG_TAG_WORDS = frozenset({"CREATE", "ALTER", "DROP", "GRANT", "REVOKE", "COMMENT", "AWS"})
 #: StartupMessage keys that are not configuration parameters.
 _STARTUP_KEYS = frozenset({"user", "database", "options", "replication"})
 
 
-class CatalogVersion(Protocol):
-    """The endpoint-wide catalog version (``occ.OccState``)."""
+class CatalogLog(Protocol):
+    """The endpoint-wide log of committed catalog changes (``occ.OccState``)."""
 
     @property
-    def catalog_version(self) -> int: ...
+    def version(self) -> int: ...
 
-    def bump(self) -> None: ...
+    def commit(self, touched: occ.Touched) -> None: ...
+
+    def conflicts(self, began: int, relations: frozenset[str]) -> bool: ...
 
 
 @dataclasses.dataclass
@@ -166,21 +171,23 @@ class DsqlSession(SessionPolicy):
         self,
         quotas: Quotas,
         *,
-        catalog: CatalogVersion | None = None,
+        catalog: CatalogLog | None = None,
         extensions: Sequence[ExtensionDecider] = (),
         rewrite: ErrorRewriter | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._max_age = quotas.max_transaction_age_seconds
         self._catalog = catalog
-        self._seen_version = catalog.catalog_version if catalog is not None else 0
+        # The catalog version when the current transaction began (None: between transactions),
+        # and what this transaction changed in the catalog (committed at its end).
+        self._began: int | None = None
+        self._touched: list[occ.Touched] = []
         self._extensions = tuple(extensions)
         self._rewrite = rewrite
         self._clock = clock
         self._status = "I"
         self._transaction = TransactionRules()
         self._started: float | None = None
-        self._catalog_changed = False
 
     def check_startup(self, parameters: Mapping[str, str]) -> DsqlError | None:
         return startup_refusal(parameters)
@@ -190,10 +197,14 @@ class DsqlSession(SessionPolicy):
         if verdict.syntax_error:
             return FORWARD  # PostgreSQL's own syntax error
         statements = verdict.statements
-        error = verdict.refusal or self._age_refusal(statements) or self._schema_refusal(statements)
+        if self._began is None and self._catalog is not None:
+            self._began = self._catalog.version
+        error = verdict.refusal or self._age_refusal(statements)
+        error = error or self._schema_refusal(statements, verdict.relations)
         error = error or self._transaction.admit(statements)
         if error is not None:
-            return Decision.refuse(error)
+            ends = self._status == "T" and any(s.command == "COMMIT" for s in statements)
+            return Decision.refuse(error, rollback=ends)
         if verdict.rewrite is not None:  # rare: asks for the server version (DSQL's, not ours)
             return Decision.rewrite(verdict.rewrite, verdict.command_tag)
         if len(statements) == 1 and (statements[0].extension or statements[0].kind is Kind.CALL):
@@ -208,13 +219,13 @@ class DsqlSession(SessionPolicy):
             return None
         return spec.TRANSACTION_AGE_EXCEEDED.format(limit=int(self._max_age), age=int(age))
 
-    def _schema_refusal(self, statements: Sequence[Statement]) -> DsqlError | None:
-        if self._catalog is None or self._status == "E":
+    def _schema_refusal(
+        self, statements: Sequence[Statement], relations: frozenset[str]
+    ) -> DsqlError | None:
+        if self._catalog is None or self._began is None or self._status == "E":
             return None
-        version = self._catalog.catalog_version
-        if version == self._seen_version or _only_rollback(statements):
+        if not self._catalog.conflicts(self._began, relations) or _only_rollback(statements):
             return None
-        self._seen_version = version  # once: retrying refreshes the session
         return spec.OCC_SCHEMA_CONFLICT
 
     def _extension_decision(self, sql: str) -> Decision:
@@ -226,9 +237,13 @@ class DsqlSession(SessionPolicy):
 
     def on_command_complete(self, tag: str) -> None:
         if tag == "ROLLBACK":
-            self._catalog_changed = False
-        elif tag.split(" ", 1)[0] in _CATALOG_TAG_WORDS:
-            self._catalog_changed = True
+            self._touched.clear()
+
+    def on_notice(self, fields: Mapping[str, str]) -> bool:
+        if fields.get("C") != occ.CATALOG_NOTICE_SQLSTATE:
+            return False
+        self._touched.append(occ.touched_relations(fields))
+        return True
 
     def on_ready_for_query(self, status: str) -> None:
         self._status = status
@@ -238,18 +253,27 @@ class DsqlSession(SessionPolicy):
             if self._started is None:
                 self._started = self._clock()
             return
-        if self._catalog_changed and self._catalog is not None:
-            self._catalog.bump()
-            self._seen_version = self._catalog.catalog_version  # our own change is no conflict
-        self._catalog_changed = False
+        if self._touched and self._catalog is not None:
+            self._catalog.commit(_merged(self._touched))
+        self._touched.clear()
+        self._began = None
         self._transaction.end()
         self._started = None
 
     def rewrite_error(self, fields: dict[str, str]) -> dict[str, str]:
         # An error ends (implicit) or aborts (explicit) the transaction: its DDL never commits.
-        self._catalog_changed = False
+        self._touched.clear()
         return self._rewrite(fields) if self._rewrite is not None else fields
 
 
 def _only_rollback(statements: Sequence[Statement]) -> bool:
     return all(s.command == "ROLLBACK" for s in statements)
+
+
+def _merged(changes: Sequence[occ.Touched]) -> occ.Touched:
+    names: set[str] = set()
+    for touched in changes:
+        if touched is None:
+            return None
+        names |= touched
+    return frozenset(names)
