@@ -20,14 +20,7 @@ from dsqlkit.local import LocalEndpoint
 from dsqlkit.local.identities import ADMIN_ARN
 from dsqlkit.local.rules.dialect import REFUSALS
 from dsqlkit.local.wire import protocol as pg
-from tests.security.clients import (
-    GoodClient,
-    assert_back_to,
-    authenticated,
-    baseline,
-    errors,
-    read_messages,
-)
+from tests.security import clients
 
 ROLE = "mallory"
 #: The sys functions a client role may execute (sql/90_privileges.sql); everything else is revoked.
@@ -56,12 +49,12 @@ def endpoint() -> Iterator[LocalEndpoint]:
             admin.execute(f"CREATE ROLE {ROLE} WITH LOGIN")
             admin.execute(f"GRANT CREATE ON SCHEMA public TO {ROLE}")
             admin.execute(f"AWS IAM GRANT {ROLE} TO '{ADMIN_ARN}'")
-        base = baseline(ep)
+        base = clients.baseline(ep)
         yield ep
-        good = GoodClient(ep)
+        good = clients.GoodClient(ep)
         good.check()
         good.close()
-        assert_back_to(ep, base)
+        clients.assert_back_to(ep, base)
 
 
 @pytest.fixture
@@ -278,6 +271,8 @@ def test_sql_function_bodies_get_dsqls_errors(mallory, table, body, error):
     with pytest.raises(psycopg.Error) as info:
         mallory.execute("SELECT route()")
     assert_dsql_error(info, error)
+    assert info.value.diag.context is None  # only the fields DSQL sends
+    assert info.value.diag.source_file is None
     assert mallory.execute("SELECT 1").fetchone() == (1,)  # the session is usable
 
 
@@ -312,16 +307,16 @@ def test_role_settings_dsql_does_not_allow_are_removed_at_login(endpoint, mallor
 
 
 def test_function_call_message_cannot_take_an_advisory_lock(endpoint):
-    sock = authenticated(endpoint, ROLE)
+    sock = clients.authenticated(endpoint, ROLE)
     try:
         sock.sendall(pg.query("SELECT 'pg_try_advisory_lock(bigint)'::regprocedure::oid"))
-        rows = [body for kind, body in read_messages(sock) if kind == "D"]
+        rows = [body for kind, body in clients.read_messages(sock) if kind == "D"]
         oid = int(rows[0][6:])
         # Function OID; one binary argument format; one argument (int8 1); binary result.
         body = struct.pack("!Ihhhiqh", oid, 1, 1, 1, 8, 1, 1)
         sock.sendall(pg.message(b"F", body))
-        answer = read_messages(sock)
-        (error,) = errors(answer)
+        answer = clients.read_messages(sock)
+        (error,) = clients.errors(answer)
         expected = REFUSALS["function"].format(name="pg_try_advisory_lock")
         assert (error["C"], error["M"]) == (expected.sqlstate, expected.message)
         assert answer[-1] == ("Z", b"I")

@@ -39,6 +39,8 @@ BACKEND_ERRORS: dict[str, spec.DsqlError] = {
     "quota_trigger": spec.QUOTA_TRIGGER_PROTECTED,
     "iam_privileged_role": spec.IAM_PRIVILEGED_ROLE,
 }
+_RAISED = frozenset((e.sqlstate, e.message) for e in BACKEND_ERRORS.values())
+_IAM_PREFIX = spec.IAM_PRIVILEGED_ROLE.message.split("{", 1)[0]
 _REVOKED_FUNCTION = re.compile(
     r"^permission denied for function (pg_(?:try_)?advisory_\w+|pg_notify)$"
 )
@@ -77,15 +79,30 @@ async def install(backend: Any, config: EndpointConfig) -> None:
 
 
 def rewrite_error(fields: dict[str, str]) -> dict[str, str]:
-    """DSQL's refusal for a revoked function's "permission denied" (others unchanged)."""
-    if fields.get("C") != "42501":
-        return fields
-    match = _REVOKED_FUNCTION.match(fields.get("M", ""))
-    if match is None:
-        return fields
-    name = match.group(1)
-    error = REFUSALS["notify"] if name == "pg_notify" else REFUSALS["function"].format(name=name)
-    # Severity kept; only the fields DSQL sends (no detail, hint, position or source location).
+    """DSQL's error, with only the fields DSQL sends, for what the backend's rules raised.
+
+    A revoked function's "permission denied" becomes DSQL's refusal of that function; an error
+    of :data:`BACKEND_ERRORS` loses the PL/pgSQL context and source location PostgreSQL adds.
+    Any other error is returned unchanged.
+    """
+    sqlstate, message = fields.get("C"), fields.get("M", "")
+    match = _REVOKED_FUNCTION.match(message) if sqlstate == "42501" else None
+    if match is not None:
+        name = match.group(1)
+        pg_notify = name == "pg_notify"
+        return _only_dsql_fields(
+            fields, REFUSALS["notify"] if pg_notify else REFUSALS["function"].format(name=name)
+        )
+    iam = sqlstate == spec.IAM_PRIVILEGED_ROLE.sqlstate and message.startswith(_IAM_PREFIX)
+    if sqlstate is not None and ((sqlstate, message) in _RAISED or iam):
+        return _only_dsql_fields(fields, spec.DsqlError(sqlstate, message, hint=fields.get("H")))
+    return fields
+
+
+def _only_dsql_fields(fields: dict[str, str], error: spec.DsqlError) -> dict[str, str]:
+    # Severity kept; no detail, context, position or source location (DSQL sends none).
     rewritten = {k: v for k, v in fields.items() if k in ("S", "V")}
     rewritten["C"], rewritten["M"] = error.sqlstate, error.message
+    if error.hint:
+        rewritten["H"] = error.hint
     return rewritten
