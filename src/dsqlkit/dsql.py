@@ -82,6 +82,7 @@ UNSUPPORTED_PROTOCOL = fatal(
 STARTUP_TIMEOUT = fatal("08P01", "unable to accept connection, startup phase timed out")
 #: Emulator decision: how long a client may take from TCP accept to authenticated (slowloris).
 STARTUP_TIMEOUT_SECONDS = 10.0
+INVALID_PASSWORD_PACKET = fatal("08P01", "invalid password packet size")
 PROTOCOL_VIOLATION = fatal("08P01", "protocol violation: unexpected message type {kind!r}")
 ADMIN_SHUTDOWN = fatal("57P01", "terminating connection due to administrator command")
 BACKEND_LOST = fatal("08006", "server closed the connection unexpectedly")
@@ -180,6 +181,33 @@ TRANSACTION_ABORTED = DsqlError(
 MULTIPLE_DDL = DsqlError("0A000", "multiple ddl statements not supported in a transaction")
 DDL_AND_DML = DsqlError("0A000", "ddl and dml are not supported in the same transaction")
 SERVER_UNAVAILABLE = DsqlError("XX000", "server unavailable")
+#: Emulator decision: the FunctionCall protocol message ('F') is refused (DSQL documents none).
+FUNCTION_CALL_UNSUPPORTED = DsqlError(
+    "0A000",
+    "the FunctionCall protocol message is not supported",
+    hint="Call the function in a query instead: SELECT f(...).",
+)
+#: PostgreSQL's text for SQL that does not decode in the session's client_encoding.
+INVALID_BYTE_SEQUENCE = DsqlError(
+    "22021", 'invalid byte sequence for encoding "{encoding}": {bytes}'
+)
+#: PostgreSQL's answer to a statement nested deeper than its stack.
+STACK_DEPTH_EXCEEDED = DsqlError(
+    "54001",
+    "stack depth limit exceeded",
+    hint="The statement is nested too deeply: flatten it (fewer nested expressions or subqueries).",
+)
+#: Emulator decision: what one session may keep of its prepared statements' classifications
+#: (checked again at each Bind): a count and a size in bytes.
+MAX_KEPT_STATEMENTS = 1000
+MAX_KEPT_STATEMENT_BYTES = 1024 * 1024
+TOO_MANY_PREPARED = DsqlError(
+    "54000",
+    "too many prepared statements in this session (at most {count}, {size} KiB)",
+    hint="Close prepared statements you no longer use (Close message or DEALLOCATE).",
+)
+#: Emulator decision: replication connections (startup parameter replication) are refused.
+REPLICATION_UNSUPPORTED = fatal("0A000", "replication connections are not supported")
 
 # --- Optimistic concurrency (section 5) ------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ import dsqlkit.asyncpg
 from dsqlkit import dsql as spec
 from dsqlkit.local import LocalEndpoint
 from dsqlkit.local.config import EndpointConfig
+from tests.security.tokens import signed_over
 
 #: The official SQLAlchemy adapter's assertion on a bad explicit CACHE.
 DSQL_CACHE_TEXT = re.compile(r"CACHE.*must be greater than or equal to.*65536.*or equal to 1")
@@ -107,14 +109,17 @@ def test_plaintext_gets_ssl_is_mandatory_psycopg(dsql_endpoint: LocalEndpoint) -
     assert "SSL is mandatory" in str(caught.value)
 
 
-def test_token_valid_for_over_a_week_is_refused_asyncpg(
-    dsql_endpoint: LocalEndpoint, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A correctly signed token: only the signer's own bound is lifted, for the signing alone.
-    over_a_week = spec.TOKEN_MAX_EXPIRES + 1
-    with monkeypatch.context() as signer:
-        signer.setattr(spec, "TOKEN_MAX_EXPIRES", 2 * spec.TOKEN_MAX_EXPIRES)
-        token = dsql_endpoint.token(expires=over_a_week)
+def test_token_valid_for_over_a_week_is_refused_asyncpg(dsql_endpoint: LocalEndpoint) -> None:
+    # Correctly signed by the endpoint's own identity: only the expiry is wrong.
+    over_a_week = str(spec.TOKEN_MAX_EXPIRES + 1)
+    token = signed_over(
+        time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
+        expires=over_a_week,
+        access_key=dsql_endpoint.credentials.access_key,
+        secret=dsql_endpoint.credentials.secret_key,
+        host=dsql_endpoint.host,
+        region=dsql_endpoint.region,
+    )
     assert f"X-Amz-Expires={over_a_week}&" in token
     kwargs = dict(dsql_endpoint.asyncpg_kwargs(), password=token)
     with pytest.raises(asyncpg.PostgresError) as caught:
@@ -181,11 +186,21 @@ def pooled_endpoint(dsql_endpoint: LocalEndpoint) -> Iterator[LocalEndpoint]:
 
 
 def test_current_session_id_through_the_backend_pool(pooled_endpoint: LocalEndpoint) -> None:
-    # The function keeps working across the pool's reset (DISCARD ALL) and concurrent clients
-    # still differ; a reused backend session keeps its id (docs/emulator.md, the ledger).
+    """The function keeps working across the pool's reset (DISCARD ALL), concurrent clients still
+    differ, and a reused backend session keeps its id (the ledger row in docs/emulator.md)."""
+    rounds = []
     for _ in range(2):
         with (
             psycopg.connect(pooled_endpoint.dsn(), autocommit=True) as a,
             psycopg.connect(pooled_endpoint.dsn(), autocommit=True) as b,
         ):
-            assert session_id(a) != session_id(b)
+            ids = {session_id(a), session_id(b)}
+        assert len(ids) == 2
+        rounds.append(ids)
+        # Parking is asynchronous (DISCARD ALL, then its answer): wait, bounded, for both.
+        deadline = time.monotonic() + 15
+        while pooled_endpoint.stats().backend_sessions_pooled < 2:
+            assert time.monotonic() < deadline, "sessions were not parked"
+            time.sleep(0.01)
+    assert pooled_endpoint.stats().backend_sessions_reused >= 2
+    assert rounds[0] == rounds[1]

@@ -14,8 +14,8 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from dsqlkit.local import relay
     from dsqlkit.local.wire import protocol as pg
+    from dsqlkit.local.wire.session import CLIENT_INSPECT
 
 
 def one_input(data: bytes) -> None:
@@ -30,7 +30,7 @@ def one_input(data: bytes) -> None:
                         reader.startup = False
                 elif kind == ord("p"):
                     pg.parse_password(frame[5:])
-                    reader.inspect = relay._CLIENT_INSPECT
+                    reader.inspect = CLIENT_INSPECT
                 elif kind == ord("P"):
                     pg.parse_parse(frame[5:])
                 elif kind == ord("B"):

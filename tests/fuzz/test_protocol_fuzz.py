@@ -19,11 +19,15 @@ from hypothesis import strategies as st
 
 from dsqlkit import dsql as spec
 from dsqlkit.local import relay
+from dsqlkit.local.config import Quotas
+from dsqlkit.local.rules import occ
+from dsqlkit.local.rules.session import DsqlSession
 from dsqlkit.local.wire import protocol as pg
+from dsqlkit.local.wire import session as wire
 
 # The inspect sets the relay uses in each state (relay.py), so the fuzz follows its modes.
-CLIENT_RELAY = relay._CLIENT_INSPECT
-SERVER_RELAY = relay._SERVER_INSPECT
+CLIENT_RELAY = wire.CLIENT_INSPECT
+SERVER_RELAY = wire.SERVER_INSPECT
 BACKEND_STARTUP = relay._BACKEND_STARTUP_INSPECT
 AUTH = frozenset({ord("p")})
 SMALL_CAP = 4096  # a small message cap so oversized frames are cheap to generate
@@ -130,6 +134,8 @@ def parse_inspected(kind: int, frame: memoryview) -> None:
             parsers[kind](payload)
     except pg.ProtocolError as exc:
         _check_error(exc)
+    except UnicodeDecodeError:
+        assert kind in (ord("Q"), ord("P"))  # SQL text in no valid encoding: the relay's 22021
 
 
 @FUZZ
@@ -206,6 +212,8 @@ def test_parsers_only_raise_protocol_errors(data: bytes) -> None:
             parse(data)
         except pg.ProtocolError as exc:
             _check_error(exc)
+        except UnicodeDecodeError:
+            assert parse in (pg.parse_query, pg.parse_parse)  # the relay answers 22021
 
 
 def test_oversized_message_is_refused_at_its_header() -> None:
@@ -231,3 +239,73 @@ def test_big_inspected_message_is_held_once_not_recopied() -> None:
         frames += reader.feed(data[i : i + 1024])
         assert reader.buffered <= len(data)
     assert [bytes(f) for _, f in frames] == [data]
+
+
+# --- the real session state machine (wire/session.py) under random traffic ------------------------
+
+sql_texts = st.sampled_from(
+    [b"SELECT 1", b"BEGIN", b"COMMIT", b"ROLLBACK", b"CREATE TABLE f (a int)", b"INSERT INTO f VALUES (1)",
+     b"PREPARE p AS INSERT INTO f VALUES (1)", b"EXECUTE p", b"DEALLOCATE p", b"COPY f FROM STDIN",
+     b"VACUUM", b"SELECT '\xff'", b"TRUNCATE f", b"SELECT version()"]
+)  # fmt: skip
+names = st.sampled_from([b"", b"s", b"t"])
+client_messages = st.one_of(
+    st.builds(lambda sql: _valid_message(ord("Q"), sql + b"\0"), sql_texts),
+    st.builds(lambda n, sql: _valid_message(ord("P"), n + b"\0" + sql + b"\0\0\0"), names, sql_texts),
+    st.builds(lambda n: _valid_message(ord("B"), b"\0" + n + b"\0\0\0\0\0\0\0"), names),
+    st.just(_valid_message(ord("E"), b"\0\0\0\0\0")),
+    st.builds(lambda n: _valid_message(ord("C"), b"S" + n + b"\0"), names),
+    st.sampled_from([pg.sync(), pg.flush(), _valid_message(ord("d"), b"1\n"), _valid_message(ord("c"), b"")]),
+    st.just(_valid_message(ord("F"), b"\0\0\0\1\0\0\0\0\0\0")),
+    valid_messages,
+)  # fmt: skip
+backend_messages = st.one_of(
+    st.builds(pg.command_complete, st.sampled_from(["SELECT 1", "BEGIN", "COMMIT", "ROLLBACK", "CREATE TABLE", "INSERT 0 1", "DEALLOCATE", "DISCARD ALL"])),
+    st.builds(pg.ready_for_query, st.sampled_from("ITE")),
+    st.sampled_from([pg.message(b"1"), pg.message(b"2"), pg.message(b"3"), pg.message(b"G", b"\0\0\0"), pg.message(b"s"), pg.message(b"I")]),
+    st.builds(lambda c: pg.error_response({"S": "ERROR", "C": c, "M": "x", "F": "f.c"}), st.sampled_from(["42P01", "55P03", "25P02"])),
+    st.builds(lambda d: pg.error_response({"S": "NOTICE", "C": occ.CATALOG_NOTICE_SQLSTATE, "D": d}, notice=True), st.sampled_from(['["f"]', "[null]", "{", '[1]'])),
+    st.builds(lambda e: pg.parameter_status("client_encoding", e), st.sampled_from(["UTF8", "SJIS", "LATIN1", "EUC_TW"])),
+)  # fmt: skip
+
+
+@FUZZ
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.booleans(), st.lists(st.one_of(client_messages, backend_messages), max_size=4)
+        ),
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(), max_size=4),
+)
+def test_session_state_machine_never_crashes(
+    steps: list[tuple[bool, list[bytes]]], cuts: list[int]
+) -> None:
+    """Random client and backend traffic through the real Relay and DSQL's rules.
+
+    Only a Close event may end it (a client's protocol error); a malformed backend frame may
+    raise ProtocolError (the shell then drops the backend); nothing else escapes, and a Relay
+    that is idle has nothing pending.
+    """
+    relay_ = wire.Relay(DsqlSession(Quotas(), catalog=occ.OccState()))
+    client_reader = pg.MessageReader(CLIENT_RELAY)
+    backend_reader = pg.MessageReader(SERVER_RELAY)
+    for from_client, messages in steps:
+        data = b"".join(messages)
+        for chunk in chunked(data, cuts):
+            try:
+                if from_client:
+                    relay_.client(client_reader.feed(chunk))
+                else:
+                    for kind, frame in backend_reader.feed(chunk):
+                        relay_.backend(kind, frame)
+            except pg.ProtocolError as exc:
+                _check_error(exc)
+                return
+            for event in relay_.events:
+                assert isinstance(event, wire.Close | wire.Wait)
+            if relay_.closed:
+                return
+            relay_.to_client.clear()
+            relay_.to_backend.clear()

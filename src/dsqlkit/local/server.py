@@ -305,12 +305,30 @@ class Endpoint:
             transport.write(pg.cancel_request(pid, secret))
             transport.close()
 
-    # --- session bookkeeping (called by ClientSession) ----------------------------------------
+    # --- relay.SessionHost: what each ClientSession uses ---------------------------------------
 
-    def _register(self, session: ClientSession) -> None:
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._running_loop()
+
+    @property
+    def counters(self) -> EndpointStats:
+        return self._stats
+
+    @property
+    def backend_pool(self) -> BackendPool[BackendLink]:
+        return self._backend_pool
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        self._spawn(coro)
+
+    def refused(self, error: spec.DsqlError | None, peer: Any, reason: str, user: str = "") -> None:
+        self._refuse(error, peer, reason, user)
+
+    def register(self, session: ClientSession) -> None:
         self._sessions.add(session)
 
-    def _new_key(self, session: ClientSession) -> tuple[int, bytes]:
+    def new_key(self, session: ClientSession) -> tuple[int, bytes]:
         while True:
             pid = secrets.randbelow(2**31 - 2) + 1
             if pid not in self._by_key:
@@ -318,7 +336,7 @@ class Endpoint:
         self._by_key[pid] = session
         return pid, secrets.token_bytes(4)
 
-    def _forget(self, session: ClientSession) -> None:
+    def forget(self, session: ClientSession) -> None:
         self._sessions.discard(session)
         if session.pid is not None:
             self._by_key.pop(session.pid, None)

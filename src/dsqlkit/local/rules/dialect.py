@@ -36,6 +36,7 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import json
@@ -157,7 +158,9 @@ class Statement:
     ``command``: for transaction control ``BEGIN``, ``COMMIT``, ``ROLLBACK`` (or the savepoint
     statement's name), else the parse-tree node type (``"SelectStmt"``). ``extension``: DSQL-only
     syntax PostgreSQL cannot parse, handled by the jobs and IAM modules. ``start``: offset of the
-    statement in the string (characters).
+    statement in the string (characters). SQL-level prepared statements: ``target`` is the name
+    of ``PREPARE``/``EXECUTE``/``DEALLOCATE`` (None: ``DEALLOCATE ALL``), ``inner`` the statement a
+    ``PREPARE`` holds (what a later ``EXECUTE`` runs).
     """
 
     kind: Kind
@@ -165,6 +168,8 @@ class Statement:
     refusal: DsqlError | None = None
     extension: bool = False
     start: int = 0
+    target: str | None = None
+    inner: Statement | None = None
 
 
 @dataclass(frozen=True)
@@ -270,11 +275,7 @@ def _char_offset(sql: str, byte_offset: int) -> int:
 
 
 def _at(statement: Statement, start: int) -> Statement:
-    if start == 0:
-        return statement
-    return Statement(
-        statement.kind, statement.command, statement.refusal, statement.extension, start
-    )
+    return statement if start == 0 else dataclasses.replace(statement, start=start)
 
 
 def _refusal(key: str, /, **fields: object) -> DsqlError:
@@ -366,10 +367,24 @@ def _classify_node(stmt: Node, search: _TreeSearch) -> Statement:
         command = _TRANSACTION_COMMANDS.get(node["kind"]) or _SAVEPOINT_KINDS.get(
             node["kind"], node["kind"]
         )
+    if node_type in _PREPARED_NODES:
+        return _prepared_statement(node_type, node, search)
     refusal = _node_refusal(node_type, node)
     if refusal is None and search:
         refusal = _tree_refusal(stmt, search)
     return Statement(kind, command, refusal)
+
+
+_PREPARED_NODES = frozenset({"PrepareStmt", "ExecuteStmt", "DeallocateStmt"})
+
+
+def _prepared_statement(node_type: str, node: Node, search: _TreeSearch) -> Statement:
+    """PREPARE (classified by the statement it holds), EXECUTE, DEALLOCATE: named by ``target``."""
+    name = node.get("name")
+    if node_type != "PrepareStmt":
+        return Statement(Kind.OTHER, node_type, target=name)
+    inner = _classify_node(node["query"], search)
+    return Statement(Kind.OTHER, node_type, inner.refusal, target=name, inner=inner)
 
 
 def _node_refusal(node_type: str, node: Node) -> DsqlError | None:

@@ -43,6 +43,13 @@ class Decision:
     error: DsqlError | None = None
     wait: Awaitable[Decision] | None = None
     rollback: bool = False
+    #: For a Parse: what the relay keeps while the backend holds the statement, and hands back
+    #: to ``on_bind`` at each later Bind (the statement's classification); its size in bytes.
+    keep: object | None = None
+    keep_size: int = 0
+    #: Names of protocol-level prepared statements the statement drops (SQL ``DEALLOCATE``):
+    #: the relay forgets what it keeps of them once the backend has run it.
+    forget: tuple[str, ...] = ()
 
     @staticmethod
     def refuse(error: DsqlError, *, rollback: bool = False) -> Decision:
@@ -64,7 +71,8 @@ class SessionPolicy:
     """One client session's rules. This base class forwards everything (dialect checks off).
 
     The server calls, in order of the protocol:
-    ``check_startup`` once; then ``on_statement`` for each simple Query and each Parse;
+    ``check_startup`` once; then ``on_statement`` for each simple Query and each Parse, and
+    ``on_bind`` with a Parse decision's ``keep`` at each Bind of that statement after the first;
     ``on_command_complete``, ``on_notice`` and ``on_ready_for_query`` for the backend's answers
     (``on_notice`` returns True for a notice meant for the rules, which the client never sees);
     ``rewrite_error`` for each backend ErrorResponse (fields by their one-letter protocol code,
@@ -76,6 +84,9 @@ class SessionPolicy:
         return None
 
     def on_statement(self, sql: str, *, extended: bool) -> Decision:
+        return FORWARD
+
+    def on_bind(self, kept: object) -> Decision:
         return FORWARD
 
     def on_command_complete(self, tag: str) -> None:

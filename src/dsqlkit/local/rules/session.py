@@ -37,13 +37,18 @@ from dsqlkit import dsql as spec
 from dsqlkit.dsql import DsqlError
 from dsqlkit.local.config import Quotas
 from dsqlkit.local.rules import occ
-from dsqlkit.local.rules.dialect import Kind, Statement, classify, parameter_refusal
-from dsqlkit.local.rules.policy import FORWARD, Decision, SessionPolicy
+from dsqlkit.local.rules.dialect import Kind, Statement, Verdict, classify, parameter_refusal
+from dsqlkit.local.rules.policy import FORWARD, Action, Decision, SessionPolicy
 
 #: Decides a DSQL-only statement (jobs, IAM), or None when the statement is not its own.
 ExtensionDecider = Callable[[str], "Decision | None"]
 ErrorRewriter = Callable[[dict[str, str]], dict[str, str]]
 
+_TRANSACTION_TAGS = frozenset({"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK"})
+#: Command tags after which the backend holds no prepared statement of the session.
+_ALL_PREPARED_DROPPED = frozenset({"DISCARD ALL", "DEALLOCATE ALL"})
+#: What one kept classification costs beyond its relation names (bytes, a round estimate).
+_KEPT_OVERHEAD = 200
 #: StartupMessage keys that are not configuration parameters.
 _STARTUP_KEYS = frozenset({"user", "database", "options", "replication"})
 
@@ -63,7 +68,11 @@ class CatalogLog(Protocol):
 class TransactionRules:
     """One DDL per transaction, and never DDL with DML: the state of the current transaction.
 
-    Shared by the endpoint's sessions and ``dsqlkit check``. Example::
+    Shared by the endpoint's sessions and ``dsqlkit check``. ``admit`` applies the statements'
+    own BEGIN/COMMIT/ROLLBACK when they run as one string (a simple Query, a file); with
+    ``executed=False`` (a Parse, which runs later or never) they change nothing here: the backend's
+    answers do (:meth:`executed`, :meth:`end`). ``prepared``: the statements that SQL-level
+    ``PREPARE`` holds, by name, so that ``EXECUTE`` counts as what it runs. Example::
 
         rules = TransactionRules()
         rules.admit(classify("BEGIN; CREATE TABLE t (a int)").statements)  # None: admitted
@@ -73,24 +82,56 @@ class TransactionRules:
     in_block: bool = False
     has_ddl: bool = False
     has_dml: bool = False
+    prepared: dict[str, Statement] = dataclasses.field(default_factory=dict)
 
-    def admit(self, statements: Sequence[Statement]) -> DsqlError | None:
+    def admit(self, statements: Sequence[Statement], *, executed: bool = True) -> DsqlError | None:
         """The refusal for running ``statements`` now; if none, record them in the transaction."""
         saved = (self.in_block, self.has_ddl, self.has_dml)  # a tuple: cheaper than a copy
         for statement in statements:
-            error = self._step(statement)
+            error = self._step(self._runs(statement), executed)
             if error is not None:
                 self.in_block, self.has_ddl, self.has_dml = saved
                 return error
+        for statement in statements:
+            self._track_prepared(statement)
         return None
+
+    def executed(self, tag: str) -> None:
+        """The backend ran a transaction-control statement (its command tag)."""
+        if tag in ("BEGIN", "START TRANSACTION"):
+            self.in_block = True
+        elif tag in ("COMMIT", "ROLLBACK"):
+            self.end()
 
     def end(self) -> None:
         """The transaction ended (committed, rolled back, or an autocommit statement finished)."""
         self.in_block = self.has_ddl = self.has_dml = False
 
-    def _step(self, statement: Statement) -> DsqlError | None:
+    def forget_prepared(self) -> None:
+        """The backend dropped every prepared statement (DISCARD ALL, DEALLOCATE ALL)."""
+        self.prepared.clear()
+
+    def _runs(self, statement: Statement) -> Statement:
+        if statement.command == "ExecuteStmt" and statement.target is not None:
+            return self.prepared.get(statement.target, statement)
+        return statement
+
+    def _track_prepared(self, statement: Statement) -> None:
+        if statement.command == "PrepareStmt" and statement.inner is not None:
+            # An existing name makes the backend refuse the PREPARE: the old statement stays.
+            assert statement.target is not None
+            self.prepared.setdefault(statement.target, statement.inner)
+        elif statement.command == "DeallocateStmt":
+            if statement.target is None:
+                self.prepared.clear()
+            else:
+                self.prepared.pop(statement.target, None)
+
+    def _step(self, statement: Statement, executed: bool) -> DsqlError | None:
         if statement.kind is Kind.TRANSACTION:
-            if statement.command == "BEGIN":
+            if not executed:
+                pass
+            elif statement.command == "BEGIN":
                 self.in_block = True
             elif statement.command in ("COMMIT", "ROLLBACK"):
                 self.end()
@@ -196,20 +237,39 @@ class DsqlSession(SessionPolicy):
         verdict = classify(sql)
         if verdict.syntax_error:
             return FORWARD  # PostgreSQL's own syntax error
+        decision = self._decide(verdict, executed=not extended)
+        if decision.action is Action.REFUSE:
+            return decision
+        statements = verdict.statements
+        if verdict.rewrite is not None:  # rare: asks for the server version (DSQL's, not ours)
+            decision = Decision.rewrite(verdict.rewrite, verdict.command_tag)
+        elif len(statements) == 1 and (statements[0].extension or statements[0].kind is Kind.CALL):
+            decision = self._extension_decision(sql)
+        dropped = tuple(
+            s.target for s in statements if s.command == "DeallocateStmt" and s.target is not None
+        )
+        if dropped:
+            decision = dataclasses.replace(decision, forget=dropped)
+        if extended and decision.wait is None:
+            # Kept by the relay while the backend holds the statement: checked again at each Bind.
+            decision = dataclasses.replace(decision, keep=verdict, keep_size=_kept_size(verdict))
+        return decision
+
+    def on_bind(self, kept: object) -> Decision:
+        assert isinstance(kept, Verdict)
+        return self._decide(kept, executed=False)
+
+    def _decide(self, verdict: Verdict, *, executed: bool) -> Decision:
         statements = verdict.statements
         if self._began is None and self._catalog is not None:
             self._began = self._catalog.version
         error = verdict.refusal or self._age_refusal(statements)
         error = error or self._schema_refusal(statements, verdict.relations)
-        error = error or self._transaction.admit(statements)
-        if error is not None:
-            ends = self._status == "T" and any(s.command == "COMMIT" for s in statements)
-            return Decision.refuse(error, rollback=ends)
-        if verdict.rewrite is not None:  # rare: asks for the server version (DSQL's, not ours)
-            return Decision.rewrite(verdict.rewrite, verdict.command_tag)
-        if len(statements) == 1 and (statements[0].extension or statements[0].kind is Kind.CALL):
-            return self._extension_decision(sql)
-        return FORWARD
+        error = error or self._transaction.admit(statements, executed=executed)
+        if error is None:
+            return FORWARD
+        ends = self._status == "T" and any(s.command == "COMMIT" for s in statements)
+        return Decision.refuse(error, rollback=ends)
 
     def _age_refusal(self, statements: Sequence[Statement]) -> DsqlError | None:
         if self._started is None or self._status != "T" or _only_rollback(statements):
@@ -238,6 +298,10 @@ class DsqlSession(SessionPolicy):
     def on_command_complete(self, tag: str) -> None:
         if tag == "ROLLBACK":
             self._touched.clear()
+        if tag in _TRANSACTION_TAGS:
+            self._transaction.executed(tag)
+        elif tag in _ALL_PREPARED_DROPPED:
+            self._transaction.forget_prepared()
 
     def on_notice(self, fields: Mapping[str, str]) -> bool:
         if fields.get("C") != occ.CATALOG_NOTICE_SQLSTATE:
@@ -277,3 +341,8 @@ def _merged(changes: Sequence[occ.Touched]) -> occ.Touched:
             return None
         names |= touched
     return frozenset(names)
+
+
+def _kept_size(verdict: Verdict) -> int:
+    """What keeping ``verdict`` for a prepared statement costs, roughly, in bytes."""
+    return _KEPT_OVERHEAD * (1 + len(verdict.statements)) + sum(map(len, verdict.relations))

@@ -259,13 +259,65 @@ def _cstring(data: bytes | memoryview, pos: int) -> tuple[str, int]:
 
 
 def parse_password(payload: bytes | memoryview) -> str:
-    """PasswordMessage ('p'): the password (for DSQL, the IAM token)."""
-    return _cstring(payload, 0)[0]
+    """PasswordMessage ('p'): the password (for DSQL, the IAM token), exactly one C string."""
+    password, end = _cstring(payload, 0)
+    if end != len(payload):
+        raise ProtocolError(spec.INVALID_PASSWORD_PACKET)
+    return password
 
 
-def parse_query(payload: bytes | memoryview) -> str:
-    """Query ('Q'): the SQL text."""
-    return _cstring(payload, 0)[0]
+def _sql_text(raw: bytes | memoryview, pos: int, codec: str) -> tuple[str, int]:
+    """A C string of SQL decoded with ``codec`` (strict: UnicodeDecodeError for bad bytes)."""
+    data = bytes(raw) if isinstance(raw, memoryview) else raw
+    nul = data.find(b"\0", pos)
+    if nul < 0:
+        raise ProtocolError(spec.INVALID_MESSAGE_LENGTH)
+    return data[pos:nul].decode(codec), nul + 1
+
+
+def parse_query(payload: bytes | memoryview, codec: str = "utf-8") -> str:
+    """Query ('Q'): the SQL text, decoded with ``codec`` (see :func:`python_codec`)."""
+    return _sql_text(payload, 0, codec)[0]
+
+
+#: PostgreSQL's client encodings and the Python codecs that read them as the backend does.
+#: SJIS and BIG5 are Microsoft's variants in PostgreSQL's conversion tables (cp932, cp950).
+#: SQL_ASCII with the backend's UTF8: PostgreSQL checks the text as UTF-8.
+_CODECS = {
+    "UTF8": "utf-8",
+    "SQL_ASCII": "utf-8",
+    "SJIS": "cp932",
+    "SHIFT_JIS_2004": "shift_jis_2004",
+    "BIG5": "cp950",
+    "GBK": "gbk",
+    "GB18030": "gb18030",
+    "UHC": "cp949",
+    "JOHAB": "johab",
+    "EUC_JP": "euc_jp",
+    "EUC_JIS_2004": "euc_jis_2004",
+    "EUC_CN": "gb2312",
+    "EUC_KR": "euc_kr",
+    "KOI8R": "koi8_r",
+    "KOI8U": "koi8_u",
+    "WIN866": "cp866",
+    "WIN874": "cp874",
+    **{f"WIN{n}": f"cp{n}" for n in range(1250, 1259)},
+    **{f"ISO_8859_{n}": f"iso8859_{n}" for n in (5, 6, 7, 8)},
+    **{
+        f"LATIN{n}": f"iso8859_{part}"
+        for n, part in zip(range(1, 11), (1, 2, 3, 4, 9, 10, 13, 14, 15, 16), strict=True)
+    },
+}
+
+
+def python_codec(encoding: str) -> str:
+    """The Python codec for PostgreSQL client encoding ``encoding`` (as ParameterStatus names it).
+
+    Encodings without one (EUC_TW, MULE_INTERNAL) never use ``\\`` or ``'`` bytes inside a
+    multibyte character, so latin-1 reads their quoting and structure right. Example:
+    ``python_codec("SJIS") == "cp932"``.
+    """
+    return _CODECS.get(encoding.upper().replace("-", "_"), "latin-1")
 
 
 @dataclass(frozen=True)
@@ -275,11 +327,11 @@ class Parse:
     param_types: tuple[int, ...]
 
 
-def parse_parse(payload: bytes | memoryview) -> Parse:
-    """Parse ('P'): statement name, SQL and parameter type OIDs."""
+def parse_parse(payload: bytes | memoryview, codec: str = "utf-8") -> Parse:
+    """Parse ('P'): statement name, SQL (decoded with ``codec``) and parameter type OIDs."""
     raw = bytes(payload)
     name, pos = _cstring(raw, 0)
-    sql, pos = _cstring(raw, pos)
+    sql, pos = _sql_text(raw, pos, codec)
     if len(raw) < pos + 2:
         raise ProtocolError(spec.INVALID_MESSAGE_LENGTH)
     (count,) = INT16.unpack_from(raw, pos)
@@ -435,13 +487,14 @@ def cancel_request(process_id: int, secret_key: bytes) -> bytes:
     return INT32.pack(len(body) + 4) + body
 
 
-def query(sql: str) -> bytes:
-    return message(b"Q", _cstr(sql))
+def query(sql: str, codec: str = "utf-8") -> bytes:
+    """Query ('Q') of ``sql``, encoded for the session's client_encoding (``codec``)."""
+    return message(b"Q", sql.encode(codec, "replace") + b"\0")
 
 
-def parse(name: str, sql: str, param_types: tuple[int, ...] = ()) -> bytes:
+def parse(name: str, sql: str, param_types: tuple[int, ...] = (), codec: str = "utf-8") -> bytes:
     types = INT16.pack(len(param_types)) + b"".join(INT32.pack(t) for t in param_types)
-    return message(b"P", _cstr(name) + _cstr(sql) + types)
+    return message(b"P", _cstr(name) + sql.encode(codec, "replace") + b"\0" + types)
 
 
 def password_message(password: str) -> bytes:
