@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
-import platform
 import time
 from typing import Any
 
@@ -35,7 +33,15 @@ from dsqlkit.bench.patterns import (
     describe_error,
     make_client,
 )
-from dsqlkit.bench.runner import BenchConfig, RowResult, run_round, summarize
+from dsqlkit.bench.report import to_json
+from dsqlkit.bench.runner import (
+    BenchConfig,
+    Report,
+    RowResult,
+    machine_header,
+    run_round,
+    summarize,
+)
 
 #: Module import time: how long this container has been alive (a cold start when it is recent).
 _STARTED = time.time()
@@ -85,7 +91,9 @@ async def _forget(key: tuple[str, str, str]) -> None:
 
 
 def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
-    """Run one round (30 iterations) of every pattern for every driver; return the rows as JSON."""
+    """Run one round (30 iterations) of every pattern for every driver; return the results in
+    ``dsqlkit bench``'s results.json format (``header``, ``config``, ``rows``), so that
+    ``dsqlkit bench compare x86.json arm64.json`` compares two functions' answers."""
     global _INVOCATIONS
     _INVOCATIONS += 1
     event = event or {}
@@ -102,15 +110,17 @@ def handler(event: dict[str, Any] | None, context: Any) -> dict[str, Any]:
         for implementation in event.get("implementations", ["dsqlkit"])
     ]
     rows = [_LOOP.run_until_complete(_measure(key, config)) for key in keys]
-    return {
-        "architecture": platform.machine(),
-        "python": platform.python_version(),
-        "memory_mb": getattr(context, "memory_limit_in_mb", None),
-        "request_id": getattr(context, "aws_request_id", None),
-        "invocation": _INVOCATIONS,
-        "container_age_s": round(time.time() - _STARTED, 3),
-        "rows": [dataclasses.asdict(row) for row in rows],
-    }
+    header = machine_header(os.environ.get("DSQL_HOST", "unset"))
+    header.update(
+        {
+            "lambda function": getattr(context, "function_name", None),
+            "memory_mb": getattr(context, "memory_limit_in_mb", None),
+            "request_id": getattr(context, "aws_request_id", None),
+            "invocation": _INVOCATIONS,
+            "container_age_s": round(time.time() - _STARTED, 3),
+        }
+    )
+    return to_json(Report(header, config, rows))
 
 
 def close_all() -> None:

@@ -206,6 +206,12 @@ TOO_MANY_PREPARED = DsqlError(
     "too many prepared statements in this session (at most {count}, {size} KiB)",
     hint="Close prepared statements you no longer use (Close message or DEALLOCATE).",
 )
+#: PostgreSQL's refusal of startup options its getopt rules reject.
+INVALID_STARTUP_OPTIONS = fatal(
+    "42601",
+    "invalid command-line arguments for server process: {reason}",
+    "Set parameters in options as -c name=value or --name=value.",
+)
 #: Emulator decision: replication connections (startup parameter replication) are refused.
 REPLICATION_UNSUPPORTED = fatal("0A000", "replication connections are not supported")
 

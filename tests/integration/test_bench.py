@@ -6,6 +6,7 @@ numbers and that the reports have their structure, never how fast anything is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import socket
@@ -15,7 +16,8 @@ import pytest
 
 from dsqlkit.bench import BenchConfig, RowResult, run_benchmark
 from dsqlkit.bench.command import local_target
-from dsqlkit.bench.patterns import DRIVERS, IMPLEMENTATIONS, PATTERNS
+from dsqlkit.bench.patterns import DRIVERS, IMPLEMENTATIONS, PATTERNS, cold_start_once
+from dsqlkit.bench.storm import StormConfig, run_storm
 from dsqlkit.cli import main
 
 
@@ -35,11 +37,8 @@ def test_every_row_runs_on_the_local_endpoint(dsql_endpoint, dsql_environ) -> No
     config = BenchConfig(iterations=2, rounds=1, warmup=0, concurrency=2, cold_start=False)
     report = run_benchmark(config, local_target(dsql_endpoint), progress_stream=None)
     assert len(report.rows) == len(DRIVERS) * len(PATTERNS) * len(IMPLEMENTATIONS)
+    # Every cell, official asyncpg included: the client process resolves the DSQL name locally.
     for row in report.rows:
-        if (row.driver, row.implementation) == ("asyncpg", "official"):
-            # aurora_dsql_asyncpg can only dial the DSQL host name, which does not resolve here.
-            assert row.status == "skipped" and "asyncpg" in (row.note or "")
-            continue
         _assert_numbers(row)
         assert row.query is not None and row.query.p50 > 0  # a round trip is never free
         if row.pattern == "connect":
@@ -59,14 +58,25 @@ def test_cold_start_table(dsql_endpoint, dsql_environ) -> None:
     report = run_benchmark(config, local_target(dsql_endpoint), progress_stream=None)
     cold = {(c.driver, c.implementation): c for c in report.cold_start}
     assert set(cold) == {(d, i) for d in config.drivers for i in config.implementations}
-    assert cold["asyncpg", "official"].status == "skipped"
-    for key in [("psycopg2", "dsqlkit"), ("psycopg2", "official"), ("asyncpg", "dsqlkit")]:
+    for key in cold:
         result = cold[key]
         assert result.status == "ok", f"{key}: {result.error}"
         parts = [result.import_ms, result.connect_ms, result.query_ms]
         assert all(p is not None and p > 0 for p in parts)
         assert result.total_ms == pytest.approx(sum(parts))  # type: ignore[arg-type]
         assert result.process_ms is not None and result.process_ms > result.total_ms  # type: ignore[operator]
+
+
+def test_official_asyncpg_still_verifies_the_certificate(dsql_endpoint, dsql_environ) -> None:
+    """The shim only changes where a name points: a name the endpoint's certificate does not
+    cover, pointed at the endpoint, is refused by TLS verification in the client process."""
+    uncovered = "notthisclusteraaaaaaaaaaaa.dsql.us-east-1.on.aws"
+    assert uncovered not in dsql_endpoint.hostnames
+    target = dataclasses.replace(local_target(dsql_endpoint), dsql_host=uncovered)
+    with pytest.raises(RuntimeError, match=r"(?i)certificate|hostname"):
+        cold_start_once("asyncpg", "official", "SELECT 1", target)
+    good = cold_start_once("asyncpg", "official", "SELECT 1", local_target(dsql_endpoint))
+    assert good["connect"] > 0
 
 
 def _cluster_args(dsql_endpoint, port: int | None = None) -> list[str]:
@@ -97,7 +107,9 @@ def test_command_writes_json_markdown_and_chart(
     for row in data["rows"]:
         _assert_numbers(row)
     markdown = (out / "results.md").read_text()
-    assert markdown.count("| psycopg |") == len(PATTERNS) * 2
+    # One summary line per pattern, then one line per pattern and implementation.
+    assert markdown.count("| psycopg |") == len(PATTERNS) + len(PATTERNS) * 2
+    assert markdown.index("## Summary") < markdown.index("## All rows")
 
 
 def _closed_port() -> int:
@@ -122,4 +134,24 @@ def test_refusing_endpoint_records_errors_and_exits_1(
     assert all(row["connect"] is None and row["error"] for row in rows)
     assert all(
         "refused" in row["error"].lower() or "connect" in row["error"].lower() for row in rows
+    )
+
+
+def test_storm_accounting_against_the_endpoints_own_counters() -> None:
+    """12 cold containers, a bucket of 4 refilled at 2/s: without backoff every refused
+    connection is one failed invocation, and every container ends up served."""
+    config = StormConfig(
+        containers=12, burst=4, rate=2.0, warm=1, interval_s=0.2,
+        variants=("dsqlkit-no-backoff",), timeout_s=60,
+    )  # fmt: skip
+    report = run_storm(config, progress=None)
+    (result,) = report.results
+    assert result.crashed == 0 and result.served == 12
+    assert result.invocations_ok == 12 * 2
+    assert result.admitted == 12  # the endpoint's count: one connection per container
+    assert result.refused_53400 == result.invocations_failed >= 1
+    assert result.errors == {"53400 rate exceeded": result.invocations_failed}
+    assert result.all_serving_s is not None and result.timeline[-1][1:] == (
+        12,
+        result.refused_53400,
     )

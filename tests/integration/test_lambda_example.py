@@ -15,6 +15,8 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
+from dsqlkit.bench.runner import Report
+
 HANDLER = Path(__file__).resolve().parents[2] / "examples" / "lambda" / "handler.py"
 
 
@@ -50,8 +52,10 @@ def test_handler_returns_json_rows_and_reuses_connections(handler_module) -> Non
     second = handler_module.handler(event, _context())
 
     assert json.loads(json.dumps(first)) == first  # what Lambda serialises
-    assert (first["invocation"], second["invocation"]) == (1, 2)
-    assert first["memory_mb"] == 256
+    assert (first["header"]["invocation"], second["header"]["invocation"]) == (1, 2)
+    assert first["header"]["memory_mb"] == 256
+    # The same format as dsqlkit bench's results.json: `dsqlkit bench compare` reads it.
+    assert Report.from_json(first).rows[0].connect is not None
     labels = [(r["driver"], r["pattern"], r["implementation"]) for r in second["rows"]]
     assert len(labels) == 4 * 3 and {label[2] for label in labels} == {"dsqlkit"}
     for row in first["rows"] + second["rows"]:

@@ -8,7 +8,15 @@ import pytest
 
 from dsqlkit.bench.command import UsageError, parse_names
 from dsqlkit.bench.patterns import DRIVERS, PATTERNS, PatternState, Sample, describe_error
-from dsqlkit.bench.report import format_number, format_table, to_json, to_markdown, write_all
+from dsqlkit.bench.report import (
+    format_number,
+    format_summary,
+    format_table,
+    ratio,
+    to_json,
+    to_markdown,
+    write_all,
+)
 from dsqlkit.bench.runner import (
     BenchConfig,
     ColdStartResult,
@@ -91,7 +99,7 @@ def test_format_number_precision() -> None:
 
 def test_terminal_table_lists_every_row_and_the_errors() -> None:
     text = format_table(_report())
-    lines = text.splitlines()
+    lines = text.splitlines()[1:]  # under the title
     assert lines[0].split()[:4] == ["driver", "pattern", "impl", "conn"]
     assert any(
         line.split()[:3] == ["asyncpg", "pool", "dsqlkit"] and "2.44" in line for line in lines
@@ -103,6 +111,54 @@ def test_terminal_table_lists_every_row_and_the_errors() -> None:
     assert len(lines[1]) >= max(len(line) for line in lines[2:5])
 
 
+def _row(driver: str, pattern: str, impl: str, connect: float, query: float) -> RowResult:
+    return RowResult(
+        driver, pattern, impl, connect=Stats(connect, connect, connect, connect),
+        query=Stats(query, query, query, query), total_ms=1.0, queries_per_second=1.0, rounds=1,
+    )  # fmt: skip
+
+
+def test_summary_gives_one_request_per_implementation_and_the_ratios() -> None:
+    rows = [
+        _row("psycopg2", "connect", "dsqlkit", 40.0, 10.0),
+        _row("psycopg2", "connect", "official", 490.0, 10.0),
+        _row("psycopg2", "connect", "raw", 45.0, 5.0),
+        _row("psycopg2", "reuse", "dsqlkit", 0.001, 2.0),
+        RowResult("psycopg2", "reuse", "official", status="error", error="no"),
+    ]
+    report = Report(_report().header, BenchConfig(), rows, [])
+    lines = format_summary(report).splitlines()
+    cells = {tuple(line.split()[:2]): line.split()[2:] for line in lines[3:]}
+    # connect + query p50: 50 / 500 / 50 ms; official/dsqlkit 10x, dsqlkit/raw 1.00x.
+    assert cells["psycopg2", "connect"] == ["50.00", "500", "50.00", "10.0x", "1.00x"]
+    assert cells["psycopg2", "reuse"] == ["2.00", "-", "-", "-", "-"]
+    assert "The seed" not in lines[0]  # the seed's table only with --seed
+
+
+def test_seed_summary_puts_the_published_numbers_beside_the_model() -> None:
+    rows = [
+        _row("psycopg2", "connect", "official", 436.5, 13.0),
+        _row("psycopg2", "connect", "dsqlkit", 87.3, 13.0),
+    ]
+    header = {**_report().header, "preset": "seed", "model": "Lambda 256 MB"}
+    text = format_summary(Report(header, BenchConfig(), rows, []))
+    lines = text.splitlines()
+    line = next(
+        x for x in lines if x.startswith("psycopg2, connect each time") and "connect " in x[28:]
+    )
+    assert line.split()[-6:] == ["873", "674", "436", "0.50x", "87.30", "0.20x"]
+    assert "asyncpg, reuse (pool of min 1)" in text and "Lambda 256 MB" in text
+    assert "## The seed's question" in to_markdown(Report(header, BenchConfig(), rows, []))
+
+
+def test_ratio_formats() -> None:
+    assert ratio(873.0, 87.3) == "10.0x"
+    assert ratio(1.0, 3.0) == "0.33x"
+    assert ratio(1.0, 40.0) == "0.025x"
+    assert ratio(500.0, 2.0) == "250x"
+    assert ratio(None, 1.0) == ratio(1.0, None) == ratio(1.0, 0.0) == "-"
+
+
 def test_json_and_markdown_structure(tmp_path) -> None:
     report = _report()
     data = to_json(report)
@@ -111,7 +167,9 @@ def test_json_and_markdown_structure(tmp_path) -> None:
     assert data["rows"][1]["error"] == "OperationalError: no" and data["rows"][1]["connect"] is None
     assert data["config"]["iterations"] == 5
     markdown = to_markdown(report)
-    table = [line for line in markdown.splitlines() if line.startswith("| asyncpg | pool |")]
+    table = [
+        line for line in markdown.splitlines() if line.startswith("| asyncpg | pool | dsqlkit")
+    ]
     assert len(table) == 1 and table[0].count("|") == 16
     assert "## Cold start" in markdown and "## Notes" in markdown
     written = write_all(report, tmp_path / "out", chart=False)

@@ -434,6 +434,14 @@ def test_extensions_decide_their_statements() -> None:
         ({"user": "admin", "options": "--lock-timeout=1"}, "lock_timeout"),
         ({"user": "admin", "statement_timeout": "1"}, "statement_timeout"),
         ({"user": "admin", "_pq_.command_set": "x"}, None),
+        # PostgreSQL's getopt: clustered switches, and switches that set parameters themselves.
+        ({"user": "admin", "options": "-ec dsqlkit.rows=-1000000"}, "dsqlkit.rows"),
+        ({"user": "admin", "options": "-e -c search_path=a"}, None),  # -e: DateStyle
+        ({"user": "admin", "options": "-S 100"}, "work_mem"),
+        ({"user": "admin", "options": "-P"}, "ignore_system_indexes"),
+        ({"user": "admin", "options": "-f t"}, "enable_tidscan"),
+        ({"user": "admin", "options": "-cdsqlkit.max_rows=1"}, "dsqlkit.max_rows"),
+        ({"user": "admin", "options": "-c search\\_path=x"}, None),  # an escaped character
     ],
 )
 def test_startup_parameters(parameters: dict[str, str], name: str | None) -> None:
@@ -444,6 +452,20 @@ def test_startup_parameters(parameters: dict[str, str], name: str | None) -> Non
         assert error is not None
         assert (error.severity, error.sqlstate) == ("FATAL", spec.PARAMETER_NOT_SUPPORTED.sqlstate)
         assert error.message == spec.PARAMETER_NOT_SUPPORTED.format(name=name).message
+
+
+@pytest.mark.parametrize("options", ["-c x", "junk", "-Z", "-c", "-f q", "-- -c a=b"])
+def test_startup_options_postgresql_refuses(options: str) -> None:
+    error = startup_refusal({"user": "admin", "options": options})
+    assert error is not None and error.severity == "FATAL"
+    assert error.sqlstate == spec.INVALID_STARTUP_OPTIONS.sqlstate
+
+
+def test_replication_connections_are_refused() -> None:
+    assert startup_refusal({"user": "admin", "replication": "database"}) == (
+        spec.REPLICATION_UNSUPPORTED
+    )
+    assert startup_refusal({"user": "admin", "replication": "off"}) is None
 
 
 # --- The server version: DSQL's, not the backend's --------------------------------------------

@@ -3,6 +3,10 @@
 Examples::
 
     dsqlkit bench                                   # local endpoint, every pattern
+    dsqlkit bench --seed                            # the seed's Lambda 256 MB question, modelled
+    dsqlkit bench --lambda-memory 512 --added-latency-ms 1 --connect-delay-ms 20
+    dsqlkit bench storm --containers 200 --burst 50 --rate 20   # a Lambda scale-out storm
+    dsqlkit bench compare x86/results.json arm64/results.json  # two runs side by side
     dsqlkit bench --drivers asyncpg,psycopg --patterns connect,pool --added-latency-ms 0.5
     dsqlkit bench --endpoint abcdefghijklmnopqrstuvwxyz.dsql.us-east-1.on.aws --profile dev
 
@@ -18,15 +22,12 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from dsqlkit import dsql as spec
-from dsqlkit.bench import patterns
+from dsqlkit.bench import patterns, seed
+from dsqlkit.bench.patterns import local_target
 from dsqlkit.bench.runner import BenchConfig, Report, Target, run_benchmark, timestamp_folder
-
-if TYPE_CHECKING:
-    from dsqlkit.local.address import EndpointAddress
-    from dsqlkit.local.endpoint import LocalEndpoint
+from dsqlkit.bench.throttle import lambda_cpu_share
 
 #: The local endpoint's connection-rate quota is lifted for the benchmark: connect-each-time rows
 #: open connections faster than DSQL's 100/s refill, and the benchmark measures latency, not the
@@ -37,6 +38,13 @@ _BENCH_CONNECTION_RATE = 1_000_000.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = __doc__.split("\n\n", 1)[1]
+    parser.add_argument(
+        "action",
+        nargs="*",
+        metavar="storm | compare A.json B.json",
+        help="storm: the scale-out storm scenario; compare: two results.json side by side "
+        "(default: the benchmark)",
+    )
     what = parser.add_argument_group("what to run")
     what.add_argument(
         "--patterns",
@@ -69,6 +77,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="parallel queries per iteration for the pool pattern (1)",
     )
     what.add_argument(
+        "--lambda-memory",
+        type=int,
+        metavar="MB",
+        help="run the client processes at the CPU share of a Lambda function of this size "
+        "(MB / 1769 of a CPU; e.g. 128, 256, 512, 1769)",
+    )
+    what.add_argument(
+        "--seed",
+        action="store_true",
+        help=f"the seed's configuration: Lambda {seed.MEMORY_MB} MB, {seed.QUERY!r}, "
+        f"{seed.ITERATIONS} iterations, drivers {','.join(seed.DRIVERS)}, in-region network "
+        f"(+{seed.IN_REGION_RTT_MS:g} ms per round trip, +{seed.DSQL_CONNECT_SETUP_MS:g} ms per "
+        "connection); prints the seed's published numbers beside the modelled ones",
+    )
+    what.add_argument(
         "--no-cold-start",
         dest="cold_start",
         action="store_false",
@@ -93,6 +116,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="local endpoint: simulated extra delay per new connection",
+    )
+
+    storm = parser.add_argument_group("storm (dsqlkit bench storm)")
+    storm.add_argument("--containers", type=int, default=200, help="cold containers (200)")
+    storm.add_argument("--burst", type=int, default=50, help="the endpoint's rate burst (50)")
+    storm.add_argument("--rate", type=float, default=20.0, help="its refill per second (20)")
+    storm.add_argument("--warm", type=int, default=3, help="warm invocations per container (3)")
+    storm.add_argument(
+        "--variants",
+        default=",".join(storm_variants()),
+        help=f"comma-separated, from {', '.join(storm_variants())} (default: all)",
     )
 
     out = parser.add_argument_group("output")
@@ -138,33 +172,132 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
                 args.implementations, patterns.IMPLEMENTATIONS, "implementation"
             ),
             cold_start=args.cold_start,
+            lambda_memory_mb=args.lambda_memory,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
 
 
+def apply_seed_preset(args: argparse.Namespace) -> None:
+    """``--seed``: the seed's configuration (see :mod:`dsqlkit.bench.seed`)."""
+    if args.endpoint:
+        raise UsageError(
+            "--seed models the network on the local endpoint: drop --endpoint, or use "
+            f"--lambda-memory {seed.MEMORY_MB} against a cluster"
+        )
+    args.lambda_memory = seed.MEMORY_MB
+    args.query, args.iterations = seed.QUERY, seed.ITERATIONS
+    args.added_latency_ms = seed.IN_REGION_RTT_MS
+    args.connect_delay_ms = seed.DSQL_CONNECT_SETUP_MS
+    args.drivers, args.patterns = ",".join(seed.DRIVERS), ",".join(seed.PATTERNS)
+
+
+def model_description(args: argparse.Namespace) -> str:
+    """The client model in one line, for the report."""
+    parts = []
+    if args.lambda_memory:
+        share = lambda_cpu_share(args.lambda_memory)
+        parts.append(f"Lambda {args.lambda_memory} MB = {share:.3f} of a vCPU")
+    if not args.endpoint and (args.added_latency_ms or args.connect_delay_ms):
+        parts.append(
+            f"network +{args.added_latency_ms:g} ms per round trip, "
+            f"+{args.connect_delay_ms:g} ms per new connection"
+        )
+    return "; ".join(parts) or "none: a whole CPU, this machine's loopback"
+
+
+def storm_variants() -> tuple[str, ...]:
+    from dsqlkit.bench.storm import VARIANTS
+
+    return tuple(VARIANTS)
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the benchmark; 0 if every row ran, 1 if some failed, 2 for usage errors."""
+    """Run the benchmark (or ``storm``, ``compare``); 0 if every row ran, 1 if some failed, 2 for
+    usage errors."""
+    action = args.action[0] if args.action else None
     try:
-        config = config_from_args(args)
-        if args.endpoint and (args.added_latency_ms or args.connect_delay_ms):
+        if action == "storm" and len(args.action) == 1:
+            return _run_storm(args)
+        if action == "compare" and len(args.action) == 3:
+            return _run_compare(args, Path(args.action[1]), Path(args.action[2]))
+        if action is not None:
             raise UsageError(
-                "--added-latency-ms and --connect-delay-ms apply to the local endpoint"
-                " only: drop them or drop --endpoint"
+                f"unknown action {' '.join(args.action)!r}: use `dsqlkit bench`, "
+                "`dsqlkit bench storm` or `dsqlkit bench compare A.json B.json`"
             )
-        output = args.output or Path("bench-results") / timestamp_folder()
-        with _target(args) as (target, label):
-            stream = None if args.quiet else sys.stderr
-            report = run_benchmark(config, target, endpoint_label=label, progress_stream=stream)
+        return _run_benchmark(args)
     except UsageError as exc:
         print(f"dsqlkit bench: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _run_storm(args: argparse.Namespace) -> int:
+    from dsqlkit.bench.report import format_storm, write_storm
+    from dsqlkit.bench.storm import StormConfig, run_storm
+
+    try:
+        config = StormConfig(
+            containers=args.containers,
+            burst=args.burst,
+            rate=args.rate,
+            warm=args.warm,
+            driver=parse_names(args.drivers, list(patterns.DRIVERS), "driver")[0],
+            variants=parse_names(args.variants, storm_variants(), "variant"),
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if args.endpoint:
+        raise UsageError("the storm runs against its own local endpoint: drop --endpoint")
+    output = args.output or Path("bench-results") / timestamp_folder()
+    report = run_storm(config, None if args.quiet else sys.stderr)
+    print(format_storm(report))
+    written = write_storm(report, output, chart=args.chart)
+    print(f"\nwrote {', '.join(str(path) for path in written)}")
+    return 0
+
+
+def _run_compare(args: argparse.Namespace, first: Path, second: Path) -> int:
+    from dsqlkit.bench.compare import compare, load_results, write_compare_chart
+
+    try:
+        left, right = load_results(first), load_results(second)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    print(compare(left, right))
+    if args.chart:
+        output = args.output or Path("bench-results") / f"compare-{timestamp_folder()}"
+        output.mkdir(parents=True, exist_ok=True)
+        chart = write_compare_chart(left, right, output / "compare.png")
+        if chart is not None:
+            print(f"\nwrote {chart}")
+    return 0
+
+
+def _run_benchmark(args: argparse.Namespace) -> int:
+    if args.seed:
+        apply_seed_preset(args)
+    config = config_from_args(args)
+    if args.endpoint and (args.added_latency_ms or args.connect_delay_ms):
+        raise UsageError(
+            "--added-latency-ms and --connect-delay-ms apply to the local endpoint"
+            " only: drop them or drop --endpoint"
+        )
+    output = args.output or Path("bench-results") / timestamp_folder()
+    with _target(args) as (target, label):
+        stream = None if args.quiet else sys.stderr
+        report = run_benchmark(config, target, endpoint_label=label, progress_stream=stream)
+    report.header["model"] = model_description(args)
+    if args.seed:
+        report.header["preset"] = "seed"
     return _output(report, output, args)
 
 
 def _output(report: Report, output: Path, args: argparse.Namespace) -> int:
-    from dsqlkit.bench.report import format_table, write_all
+    from dsqlkit.bench.report import format_summary, format_table, write_all
 
+    print(format_summary(report))
+    print()
     print(format_table(report))
     written = write_all(report, output, chart=args.chart, json_only=args.json_only)
     print(f"\nwrote {', '.join(str(path) for path in written)}")
@@ -197,28 +330,6 @@ def _target(args: argparse.Namespace) -> Iterator[tuple[Target, str]]:
         address.use_environment(),
     ):
         yield local_target(address, args.user), _local_label(args)
-
-
-def local_target(endpoint: LocalEndpoint | EndpointAddress, user: str = spec.ADMIN_USER) -> Target:
-    """The :class:`Target` of a running :class:`~dsqlkit.local.LocalEndpoint` or the address of
-    an :class:`~dsqlkit.local.process.EndpointProcess` (whose ``use_environment()`` must be active
-    for the dsqlkit and official rows).
-
-    Example::
-
-        with LocalEndpoint() as ep, endpoint.use_environment():
-            report = run_benchmark(BenchConfig(), local_target(ep))
-    """
-    return Target(
-        host=endpoint.host,
-        port=endpoint.port,
-        region=endpoint.region,
-        user=user,
-        sslrootcert=str(endpoint.ca_file),
-        dsql_host=endpoint.hostname,
-        hostaddr="127.0.0.1",
-        token=lambda: endpoint.token(user),
-    )
 
 
 def _local_label(args: argparse.Namespace) -> str:

@@ -29,15 +29,19 @@ import json
 import os
 import re
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsqlkit import dsql as spec
+from dsqlkit.bench import resolver
+from dsqlkit.bench.process import ClientModel, run_python
+
+if TYPE_CHECKING:
+    from dsqlkit.local.address import EndpointAddress
+    from dsqlkit.local.endpoint import LocalEndpoint
 
 PATTERNS = ("connect", "reuse", "pool")
 IMPLEMENTATIONS = ("dsqlkit", "raw", "official")
@@ -98,6 +102,16 @@ class Target:
         context = ssl.create_default_context(cafile=self.sslrootcert)
         return {**common, "database": spec.DATABASE, "ssl": context}
 
+    def resolve_mapping(self) -> dict[str, str]:
+        """The DSQL-style name -> the address to dial instead (local endpoint), else nothing."""
+        if self.dsql_host and self.hostaddr and self.dsql_host != self.hostaddr:
+            return {self.dsql_host: self.hostaddr}
+        return {}
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields a child process needs, without the ``token`` function."""
+        return {name: value for name, value in vars(self).items() if name != "token"}
+
     def raw_token(self) -> str:
         if self.token is not None:
             return self.token()
@@ -108,6 +122,28 @@ class Target:
             host=self.host, port=self.port, region=self.region, user=self.user, profile=self.profile
         )
         return TokenFactory(params).token()
+
+
+def local_target(endpoint: LocalEndpoint | EndpointAddress, user: str = spec.ADMIN_USER) -> Target:
+    """The :class:`Target` of a running :class:`~dsqlkit.local.LocalEndpoint` or the address of
+    an :class:`~dsqlkit.local.process.EndpointProcess` (whose ``use_environment()`` must be active
+    for the dsqlkit and official rows).
+
+    Example::
+
+        with LocalEndpoint() as ep, endpoint.use_environment():
+            report = run_benchmark(BenchConfig(), local_target(ep))
+    """
+    return Target(
+        host=endpoint.host,
+        port=endpoint.port,
+        region=endpoint.region,
+        user=user,
+        sslrootcert=str(endpoint.ca_file),
+        dsql_host=endpoint.hostname,
+        hostaddr="127.0.0.1",
+        token=lambda: endpoint.token(user),
+    )
 
 
 def _with_optional(kwargs: dict[str, Any], **optional: Any) -> dict[str, Any]:
@@ -380,7 +416,7 @@ def make_client(driver_name: str, implementation: str, target: Target) -> Client
             f"{driver.package} is not installed: pip install 'dsqlkit[{driver.extra}]'"
         )
     if implementation == "official":
-        _check_official(driver, target)
+        _check_official(driver, target, _resolved_here())
         kwargs = target.official_kwargs(driver.libpq)
     elif implementation == "raw":
         kwargs = target.raw_kwargs(driver.libpq, target.raw_token())
@@ -395,16 +431,22 @@ def make_client(driver_name: str, implementation: str, target: Target) -> Client
     return Client(driver, implementation, kwargs, connect_fn, pool_fn, pool_error)
 
 
-def _check_official(driver: Driver, target: Target) -> None:
+def _resolved_here() -> dict[str, str]:
+    """The names this process's resolver shim answers (none outside the benchmark's children)."""
+    return resolver.parse_mapping(os.environ.get(resolver.ENVIRONMENT_VARIABLE, ""))
+
+
+def _check_official(driver: Driver, target: Target, resolved: Mapping[str, str]) -> None:
     module = driver.connect["official"].partition(":")[0]
     if importlib.util.find_spec(module) is None:
         raise Skip(
             f"{OFFICIAL_DISTRIBUTION} is not installed (pip install {OFFICIAL_DISTRIBUTION})"
         )
-    if not driver.libpq and target.hostaddr is not None:
+    name = (target.dsql_host or "").lower()
+    if not driver.libpq and target.hostaddr is not None and name not in resolved:
         raise Skip(
-            "aurora_dsql_asyncpg needs the DSQL host name to resolve and asyncpg has no hostaddr: "
-            "runs against a real cluster only"
+            "aurora_dsql_asyncpg dials the DSQL host name and asyncpg has no hostaddr: run it "
+            "through run_benchmark, whose child processes resolve that name to the local endpoint"
         )
 
 
@@ -525,13 +567,13 @@ PATTERN_FUNCTIONS: dict[str, PatternFunction] = {
 # --- cold start: a fresh process per measurement ------------------------------------------------
 
 _COLD_START_SCRIPT = """\
-import json, os, time
+import json, sys, time
+kw = json.loads(sys.stdin.read())
+q = kw.pop("__query__")
 t0 = time.perf_counter()
 import {module}
 connect = {module}.{attribute}
 t1 = time.perf_counter()
-kw = json.loads(os.environ["DSQLKIT_BENCH_KWARGS"])
-q = kw.pop("__query__")
 {body}
 print(json.dumps({{"import": t1 - t0, "connect": t2 - t1, "query": t3 - t2}}))
 """
@@ -563,14 +605,19 @@ def cold_start_cases(
 
 
 def cold_start_once(
-    driver_name: str, implementation: str, sql: str, target: Target
+    driver_name: str,
+    implementation: str,
+    sql: str,
+    target: Target,
+    model: ClientModel | None = None,
 ) -> dict[str, float]:
-    """Run import + first connection + first query in a new Python process; milliseconds of each,
-    their total inside the process, and ``process`` (the parent's wall time, interpreter start
-    included)."""
+    """Run import + first connection + first query in a new Python process under ``model`` (the
+    CPU share and resolver of a client); milliseconds of each, their total inside the process,
+    and ``process`` (the parent's wall time, interpreter start included)."""
+    model = model or ClientModel(resolve=target.resolve_mapping())
     driver = DRIVERS[driver_name]
     if implementation == "official":
-        _check_official(driver, target)
+        _check_official(driver, target, model.resolve)
         kwargs = target.official_kwargs(driver.libpq)
     else:
         kwargs = target.dsqlkit_kwargs()
@@ -580,17 +627,11 @@ def cold_start_once(
         module=module, attribute=attribute, body=body.format(query=driver.cold_query)
     )
     payload = {**kwargs, **driver.extra_kwargs, "__query__": sql}
-    env = {**os.environ, "DSQLKIT_BENCH_KWARGS": json.dumps(payload)}
-    start = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    )
-    process_ms = (time.perf_counter() - start) * 1000
+    done = run_python(["-c", script], model, stdin=json.dumps(payload), timeout=120)
     if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"cold-start process failed: {last}")
+        raise RuntimeError(f"cold-start process failed: {done.last_error_line()}")
     times = {name: seconds * 1000 for name, seconds in json.loads(done.stdout).items()}
-    return {**times, "total": sum(times.values()), "process": process_ms}
+    return {**times, "total": sum(times.values()), "process": done.wall_ms}
 
 
 # --- errors -----------------------------------------------------------------------------------

@@ -13,10 +13,14 @@ import dataclasses
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dsqlkit.bench import seed
 from dsqlkit.bench.runner import ColdStartResult, Report, RowResult, Stats
+from dsqlkit.bench.storm import StormReport, per_second
+from dsqlkit.bench.storm import to_json as storm_json
 
 #: (heading, how to get the value from a row) of the results table, shared by terminal and Markdown.
 _ROW_COLUMNS: list[tuple[str, Any]] = [
@@ -49,7 +53,111 @@ _COLD_COLUMNS: list[tuple[str, Any]] = [
 
 
 #: Left-aligned columns; the others hold numbers and are right-aligned.
-_TEXT_COLUMNS = frozenset({"driver", "pattern", "impl"})
+_TEXT_COLUMNS = frozenset({"driver", "pattern", "impl", "seed row", "time"})
+
+
+def _per_request(row: RowResult | None) -> float | None:
+    """What one request costs on this pattern: getting the connection plus the query (p50)."""
+    if row is None or row.status != "ok" or row.connect is None or row.query is None:
+        return None
+    return row.connect.p50 + row.query.p50
+
+
+def ratio(numerator: float | None, denominator: float | None) -> str:
+    """``"10.4x"``, or ``-`` when either side is missing. Example: ``ratio(873, 87.3) == "10.0x"``."""
+    if numerator is None or not denominator:
+        return "-"
+    value = numerator / denominator
+    if value < 0.1:
+        return f"{value:.2g}x"
+    return f"{value:.{2 if value < 10 else 1 if value < 100 else 0}f}x"
+
+
+@dataclass
+class _SummaryRow:
+    driver: str
+    pattern: str
+    by_impl: dict[str, float | None]
+
+
+_SUMMARY_COLUMNS: list[tuple[str, Any]] = [
+    ("driver", lambda s: s.driver),
+    ("pattern", lambda s: s.pattern),
+    ("dsqlkit", lambda s: s.by_impl.get("dsqlkit")),
+    ("official", lambda s: s.by_impl.get("official")),
+    ("raw", lambda s: s.by_impl.get("raw")),
+    ("official/dsqlkit", lambda s: ratio(s.by_impl.get("official"), s.by_impl.get("dsqlkit"))),
+    ("dsqlkit/raw", lambda s: ratio(s.by_impl.get("dsqlkit"), s.by_impl.get("raw"))),
+]
+_SUMMARY_TITLE = (
+    "Summary: one request (get a connection + the query), p50 ms, lower is better; "
+    "official/dsqlkit = how many times faster dsqlkit is"
+)
+
+
+def _summary_rows(report: Report) -> list[_SummaryRow]:
+    by_key = {(r.driver, r.pattern, r.implementation): r for r in report.rows}
+    groups = dict.fromkeys((r.driver, r.pattern) for r in report.rows)
+    implementations = dict.fromkeys(r.implementation for r in report.rows)
+    return [
+        _SummaryRow(d, p, {i: _per_request(by_key.get((d, p, i))) for i in implementations})
+        for d, p in groups
+    ]
+
+
+@dataclass
+class _SeedLine:
+    label: str
+    what: str
+    seed_x86: float
+    seed_arm: float
+    official: float | None
+    dsqlkit: float | None
+
+
+_SEED_COLUMNS: list[tuple[str, Any]] = [
+    ("seed row", lambda s: s.label),
+    ("time", lambda s: s.what),
+    ("seed x86", lambda s: s.seed_x86),
+    ("seed arm64", lambda s: s.seed_arm),
+    ("official (model)", lambda s: s.official),
+    ("model/seed x86", lambda s: ratio(s.official, s.seed_x86)),
+    ("dsqlkit (model)", lambda s: s.dsqlkit),
+    ("dsqlkit/official", lambda s: ratio(s.dsqlkit, s.official)),
+]
+
+
+def _seed_lines(report: Report) -> list[_SeedLine]:
+    by_key = {(r.driver, r.pattern, r.implementation): r for r in report.rows}
+    lines = []
+    for row in seed.SEED_ROWS:
+        official = by_key.get((row.driver, row.pattern, "official"))
+        dsqlkit = by_key.get((row.driver, row.pattern, "dsqlkit"))
+        for what, x86, arm in (
+            ("connect", row.connect_x86, row.connect_arm),
+            ("query", row.query_x86, row.query_arm),
+        ):
+            lines.append(
+                _SeedLine(row.label, what, x86, arm, _p50(official, what), _p50(dsqlkit, what))
+            )
+    return lines
+
+
+def _p50(row: RowResult | None, metric: str) -> float | None:
+    if row is None or row.status != "ok":
+        return None
+    stats: Stats | None = getattr(row, metric)
+    return None if stats is None else stats.p50
+
+
+def _seed_title(report: Report) -> str:
+    return (
+        f"The seed's question, modelled here ({report.header.get('model', '')}); {seed.DESCRIPTION}"
+    )
+
+
+def _is_seed(report: Report) -> bool:
+    return report.header.get("preset") == "seed"
 
 
 def _stat(stats: Stats | None, name: str) -> float | None:
@@ -95,9 +203,25 @@ def _cold_label(cold: ColdStartResult) -> str:
     return f"cold start {cold.driver} {cold.implementation}"
 
 
+def format_summary(report: Report) -> str:
+    """The short answer: per driver and pattern, one request's cost for each implementation and
+    the ratios; with ``--seed``, the seed's published numbers beside the modelled ones first."""
+    parts = []
+    if _is_seed(report):
+        parts += [
+            _seed_title(report),
+            _text_table(_SEED_COLUMNS, _cells(_seed_lines(report), _SEED_COLUMNS)),
+            "",
+        ]
+    rows = _summary_rows(report)
+    parts += [_SUMMARY_TITLE, _text_table(_SUMMARY_COLUMNS, _cells(rows, _SUMMARY_COLUMNS))]
+    return "\n".join(parts)
+
+
 def format_table(report: Report) -> str:
     """The results as aligned plain-text tables (times in ms, medians across rounds)."""
-    parts = [_text_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS))]
+    parts = ["All rows (medians across rounds of each round's statistic, ms)"]
+    parts.append(_text_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)))
     if report.cold_start:
         parts += ["", "Cold start (fresh process: import + first connection + first query)"]
         parts.append(_text_table(_COLD_COLUMNS, _cells(report.cold_start, _COLD_COLUMNS)))
@@ -124,7 +248,10 @@ def to_json(report: Report) -> dict[str, Any]:
     """The report as plain JSON-ready data: ``header``, ``config``, ``rows``, ``cold_start``."""
     return {
         "header": report.header,
-        "config": dataclasses.asdict(report.config),
+        "config": {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(report.config).items()
+        },
         "rows": [dataclasses.asdict(row) for row in report.rows],
         "cold_start": [dataclasses.asdict(cold) for cold in report.cold_start],
     }
@@ -150,9 +277,22 @@ def to_markdown(report: Report) -> str:
             if (limit := header.get("dsqlkit client rate limit"))
             else []
         ),
+        *([f"- Client model: {model}"] if (model := header.get("model")) else []),
+        *([f"- Client processes: {client}"] if (client := header.get("client")) else []),
+        *(
+            [f"- CPU share the rows' client process achieved: {share}"]
+            if (share := header.get("client CPU share achieved"))
+            else []
+        ),
         "",
-        _markdown_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)),
     ]
+    if _is_seed(report):
+        lines += [f"## {_seed_title(report)}", ""]
+        lines += [_markdown_table(_SEED_COLUMNS, _cells(_seed_lines(report), _SEED_COLUMNS)), ""]
+    lines += [f"## {_SUMMARY_TITLE}", ""]
+    lines += [_markdown_table(_SUMMARY_COLUMNS, _cells(_summary_rows(report), _SUMMARY_COLUMNS))]
+    lines += ["", "## All rows", ""]
+    lines.append(_markdown_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)))
     if report.cold_start:
         lines += [
             "",
@@ -235,4 +375,139 @@ def write_all(
         png = write_chart(report, directory / "results.png")
         if png is not None:
             written.append(png)
+    return written
+
+
+# --- the storm ------------------------------------------------------------------------------------
+
+_STORM_COLUMNS: list[tuple[str, Any]] = [
+    ("impl", lambda r: r.variant),
+    ("containers", lambda r: r.containers),
+    ("served", lambda r: r.served),
+    ("failed invocations", lambda r: r.invocations_failed),
+    ("ok invocations", lambda r: r.invocations_ok),
+    ("53400 refusals", lambda r: r.refused_53400),
+    ("all serving s", lambda r: r.all_serving_s),
+    ("vs minimum", lambda r: r.versus),
+]
+
+
+@dataclass
+class _StormLine:
+    variant: str
+    containers: int
+    served: int
+    invocations_failed: int
+    invocations_ok: int
+    refused_53400: int
+    all_serving_s: float | None
+    versus: str
+
+
+def _storm_lines(report: StormReport) -> list[_StormLine]:
+    minimum = report.config.minimum_s
+    return [
+        _StormLine(
+            r.variant,
+            r.containers,
+            r.served,
+            r.invocations_failed,
+            r.invocations_ok,
+            r.refused_53400,
+            r.all_serving_s,
+            ratio(r.all_serving_s, minimum),
+        )
+        for r in report.results
+    ]
+
+
+def _storm_title(report: StormReport) -> str:
+    c = report.config
+    return (
+        f"Storm: {c.containers} cold containers at once ({c.driver}; each: import, connect, query, "
+        f"then {c.warm} warm invocations every {c.interval_s:g} s); token bucket {c.rate:g}/s, "
+        f"burst {c.burst}: theoretical minimum (N - burst) / rate = {c.minimum_s:.2f} s"
+    )
+
+
+def format_storm(report: StormReport) -> str:
+    """The storm's table for the terminal, with the failures' kinds under it."""
+    lines = _storm_lines(report)
+    parts = [_storm_title(report), _text_table(_STORM_COLUMNS, _cells(lines, _STORM_COLUMNS))]
+    for result in report.results:
+        if result.errors:
+            kinds = ", ".join(f"{count} x {kind}" for kind, count in result.errors.items())
+            parts.append(f"{result.variant}: failed invocations: {kinds}")
+    return "\n".join(parts)
+
+
+def storm_markdown(report: StormReport) -> str:
+    header = report.header
+    lines = [
+        "# dsqlkit bench storm",
+        "",
+        f"- Date: {header['date']}",
+        f"- Machine: {header['cpu']}, {header['arch']}, {header['cores']} cores, {header['os']}",
+        f"- Python {header['python']}",
+        f"- {_storm_title(report)}",
+        "",
+        _markdown_table(_STORM_COLUMNS, _cells(_storm_lines(report), _STORM_COLUMNS)),
+        "",
+        *(
+            f"- {r.variant}: failed invocations: "
+            + ", ".join(f"{count} x {kind}" for kind, count in r.errors.items())
+            for r in report.results
+            if r.errors
+        ),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_storm_chart(report: StormReport, path: Path) -> Path | None:
+    """Per variant: connections admitted and refused (53400) per second, with the bucket's
+    minimum and the moment every container was serving."""
+    if not report.results:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(report.results)
+    figure, axes = plt.subplots(count, 1, figsize=(9, 2.6 * count), sharex=True, squeeze=False)
+    for axis, result in zip(axes[:, 0], report.results, strict=True):
+        seconds = per_second(result.timeline)
+        xs = [s for s, _, _ in seconds]
+        axis.bar(xs, [a for _, a, _ in seconds], 0.8, label="admitted", color="tab:green")
+        axis.bar(
+            xs, [r for _, _, r in seconds], 0.8, bottom=[a for _, a, _ in seconds],
+            label="refused (53400)", color="tab:red",
+        )  # fmt: skip
+        axis.axvline(report.config.minimum_s, color="black", linestyle="--", label="bucket minimum")
+        if result.all_serving_s is not None:
+            axis.axvline(result.all_serving_s, color="tab:blue", label="all serving")
+        axis.set_title(
+            f"{result.variant}: {result.invocations_failed} failed invocations, "
+            f"{result.refused_53400} refusals",
+            fontsize=9,
+        )
+        axis.set_ylabel("connections/s")
+        axis.legend(fontsize=7, loc="upper right")
+    axes[-1, 0].set_xlabel("seconds since the containers started")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def write_storm(report: StormReport, directory: Path, *, chart: bool = True) -> list[Path]:
+    """``storm.json``, ``storm.md`` and ``storm.png`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "storm.json"
+    json_path.write_text(json.dumps(storm_json(report), indent=2) + "\n", encoding="utf-8")
+    markdown = directory / "storm.md"
+    markdown.write_text(storm_markdown(report), encoding="utf-8")
+    written = [json_path, markdown]
+    if chart and (png := write_storm_chart(report, directory / "storm.png")) is not None:
+        written.append(png)
     return written

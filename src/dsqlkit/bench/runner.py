@@ -16,8 +16,8 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import json
 import math
 import os
 import platform
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
-from dsqlkit import ratelimit
 from dsqlkit.bench import patterns
 from dsqlkit.bench.patterns import (
     DRIVERS,
@@ -40,6 +39,8 @@ from dsqlkit.bench.patterns import (
     Sample,
     Target,
 )
+from dsqlkit.bench.process import ClientModel, run_python
+from dsqlkit.bench.throttle import lambda_cpu_share
 
 __all__ = [
     "BenchConfig",
@@ -128,6 +129,12 @@ class RowResult:
     def label(self) -> str:
         return f"{self.driver} {self.pattern} {self.implementation}"
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RowResult:
+        """The inverse of ``dataclasses.asdict`` (results.json, a child's answer)."""
+        stats = {k: Stats(**data[k]) if data.get(k) else None for k in ("connect", "query")}
+        return cls(**{**data, **stats})
+
 
 @dataclass
 class ColdStartResult:
@@ -144,10 +151,16 @@ class ColdStartResult:
     error: str | None = None
     note: str | None = None
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ColdStartResult:
+        return cls(**data)
+
 
 @dataclass(frozen=True)
 class BenchConfig:
-    """What to run. The names are validated by :func:`validate_names`."""
+    """What to run. ``lambda_memory_mb`` runs every client process (rows and cold starts) at the
+    CPU share of a Lambda function of that size (:func:`~dsqlkit.bench.throttle.lambda_cpu_share`);
+    None: unthrottled."""
 
     iterations: int = 30
     rounds: int = 3
@@ -158,6 +171,7 @@ class BenchConfig:
     drivers: tuple[str, ...] = tuple(DRIVERS)
     implementations: tuple[str, ...] = IMPLEMENTATIONS
     cold_start: bool = True
+    lambda_memory_mb: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("iterations", "rounds", "concurrency"):
@@ -165,6 +179,25 @@ class BenchConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be 0 or more, got {self.warmup}")
+        if self.lambda_memory_mb is not None:
+            lambda_cpu_share(self.lambda_memory_mb)  # refuses sizes Lambda does not have
+
+    @property
+    def cpu_share(self) -> float | None:
+        """The client's CPU share under the Lambda model (None: a whole CPU)."""
+        if self.lambda_memory_mb is None:
+            return None
+        return lambda_cpu_share(self.lambda_memory_mb)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BenchConfig:
+        """The inverse of ``dataclasses.asdict`` (lists back to tuples; unknown keys ignored, so
+        an older results.json still loads)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known
+        }
+        return cls(**fields)
 
 
 @dataclass
@@ -175,6 +208,16 @@ class Report:
     config: BenchConfig
     rows: list[RowResult] = field(default_factory=list)
     cold_start: list[ColdStartResult] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """A report from ``results.json`` (or the Lambda example's answer, the same format)."""
+        return cls(
+            dict(data["header"]),
+            BenchConfig.from_json(data["config"]),
+            [RowResult.from_json(row) for row in data["rows"]],
+            [ColdStartResult.from_json(cold) for cold in data.get("cold_start", [])],
+        )
 
     @property
     def failed(self) -> list[RowResult | ColdStartResult]:
@@ -244,21 +287,69 @@ def run_benchmark(
     steps = (len(rows) + (len(cold) if config.cold_start else 0)) * config.rounds
     progress = Progress(steps, progress_stream)
     report = Report(machine_header(endpoint_label or target.host), config)
+    model = ClientModel(config.cpu_share, target.resolve_mapping())
     # dsqlkit's process-wide new-connection limiter (50/s by default) is a policy, not a cost:
     # connect-each-time rows would be timed waiting on it.
     report.header["dsqlkit client rate limit"] = "off during the run"
-    with ratelimit.suspended():
-        report.rows = asyncio.run(_run_rows(rows, config, target, progress))
+    report.header["client"] = describe_model(config)
+    report.rows, share = run_rows_in_child(rows, config, target, model, progress)
+    if share is not None:
+        report.header["client CPU share achieved"] = round(share, 4)
     if config.cold_start:
         report.cold_start = [
-            _cold_start(driver, impl, config, target, progress) for driver, impl in cold
+            _cold_start(driver, impl, config, target, model, progress) for driver, impl in cold
         ]
     return report
 
 
-async def _run_rows(
+def describe_model(config: BenchConfig) -> str:
+    """One line: the client processes' CPU model."""
+    if config.lambda_memory_mb is None:
+        return "a fresh child process, unthrottled"
+    return (
+        f"a fresh child process at {config.cpu_share:.4f} of a CPU (Lambda {config.lambda_memory_mb}"
+        " MB: memory / 1769 MB per vCPU; duty-cycle throttle, SIGSTOP/SIGCONT)"
+    )
+
+
+def run_rows_in_child(
+    rows: list[tuple[str, str, str]],
+    config: BenchConfig,
+    target: Target,
+    model: ClientModel,
+    progress: Progress,
+) -> tuple[list[RowResult], float | None]:
+    """Run ``rows`` in one child process (a warm container) under ``model``; its rows and the
+    CPU share it achieved. A child that dies makes every row an error with its last words."""
+    job = {
+        "config": dataclasses.asdict(config),
+        "target": target.to_json(),
+        "raw_password": _raw_password(rows, target),
+        "rows": rows,
+    }
+    done = run_python(
+        ["-m", "dsqlkit.bench.child"], model, stdin=json.dumps(job), on_progress=progress.step
+    )
+    if done.returncode == 0:
+        return [RowResult.from_json(row) for row in json.loads(done.stdout)["rows"]], done.cpu_share
+    error = f"the benchmark's client process failed: {done.last_error_line()}"
+    return [RowResult(d, p, i, status="error", error=error) for d, p, i in rows], None
+
+
+def _raw_password(rows: list[tuple[str, str, str]], target: Target) -> str | None:
+    """The raw rows' token, made here (before anything is timed), or None if none is needed."""
+    if not any(impl == "raw" for _, _, impl in rows):
+        return None
+    try:
+        return target.raw_token()
+    except Exception:  # the raw rows will report why, in the child
+        return None
+
+
+async def run_rows(
     rows: list[tuple[str, str, str]], config: BenchConfig, target: Target, progress: Progress
 ) -> list[RowResult]:
+    """Run ``rows`` one after the other in this process (the child's side of the benchmark)."""
     return [await run_row(d, p, i, config, target, progress) for d, p, i in rows]
 
 
@@ -328,7 +419,12 @@ def _step(progress: Progress | None, row: RowResult, number: int, rounds: int) -
 
 
 def _cold_start(
-    driver: str, implementation: str, config: BenchConfig, target: Target, progress: Progress
+    driver: str,
+    implementation: str,
+    config: BenchConfig,
+    target: Target,
+    model: ClientModel,
+    progress: Progress,
 ) -> ColdStartResult:
     result = ColdStartResult(driver, implementation)
     runs: list[dict[str, float]] = []
@@ -337,7 +433,9 @@ def _cold_start(
         if result.status != "ok":
             continue
         try:
-            runs.append(patterns.cold_start_once(driver, implementation, config.query, target))
+            runs.append(
+                patterns.cold_start_once(driver, implementation, config.query, target, model)
+            )
         except patterns.Skip as skip:
             result.status, result.note = "skipped", str(skip)
         except Exception as exc:

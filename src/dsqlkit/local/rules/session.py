@@ -36,7 +36,7 @@ from typing import Protocol
 from dsqlkit import dsql as spec
 from dsqlkit.dsql import DsqlError
 from dsqlkit.local.config import Quotas
-from dsqlkit.local.rules import occ
+from dsqlkit.local.rules import occ, options
 from dsqlkit.local.rules.dialect import Kind, Statement, Verdict, classify, parameter_refusal
 from dsqlkit.local.rules.policy import FORWARD, Action, Decision, SessionPolicy
 
@@ -49,6 +49,8 @@ _TRANSACTION_TAGS = frozenset({"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK
 _ALL_PREPARED_DROPPED = frozenset({"DISCARD ALL", "DEALLOCATE ALL"})
 #: What one kept classification costs beyond its relation names (bytes, a round estimate).
 _KEPT_OVERHEAD = 200
+#: How a StartupMessage says "not a replication connection" (PostgreSQL's boolean words).
+_FALSE_WORDS = frozenset({"false", "off", "no", "0", "f", "n"})
 #: StartupMessage keys that are not configuration parameters.
 _STARTUP_KEYS = frozenset({"user", "database", "options", "replication"})
 
@@ -151,9 +153,17 @@ class TransactionRules:
 def startup_refusal(parameters: Mapping[str, str]) -> DsqlError | None:
     """FATAL refusal for a StartupMessage that sets a parameter DSQL does not allow, or None.
 
-    Example: ``startup_refusal({"user": "admin", "options": "-c statement_timeout=5s"})``.
+    ``options`` are read with PostgreSQL's getopt rules (``rules/options.py``): ``-ec x=1`` sets
+    DateStyle and ``x``. A replication connection is refused. Example:
+    ``startup_refusal({"user": "admin", "options": "-c statement_timeout=5s"})``.
     """
-    for name in _startup_parameter_names(parameters):
+    if parameters.get("replication", "false").lower() not in _FALSE_WORDS:
+        return spec.REPLICATION_UNSUPPORTED
+    try:
+        names = list(_startup_parameter_names(parameters))
+    except options.InvalidOptions as exc:
+        return spec.INVALID_STARTUP_OPTIONS.format(reason=str(exc))
+    for name in names:
         error = parameter_refusal(name)
         if error is not None:
             return dataclasses.replace(error, severity="FATAL")
@@ -161,38 +171,11 @@ def startup_refusal(parameters: Mapping[str, str]) -> DsqlError | None:
 
 
 def _startup_parameter_names(parameters: Mapping[str, str]) -> Iterator[str]:
+    """The parameters a StartupMessage sets (its own keys, and its options' switches)."""
     for key in parameters:
         if key not in _STARTUP_KEYS and not key.startswith("_pq_."):
             yield key
-    words = _split_options(parameters.get("options", ""))
-    for index, word in enumerate(words):
-        # libpq's forms: "-c name=value", "-cname=value", "--name=value".
-        if word == "-c" and index + 1 < len(words):
-            setting = words[index + 1]
-        elif word.startswith("--") or (word.startswith("-c") and len(word) > 2):
-            setting = word[2:]
-        else:
-            continue
-        yield setting.split("=", 1)[0].replace("-", "_")
-
-
-def _split_options(options: str) -> list[str]:
-    """Split ``options`` like PostgreSQL does: on spaces, with backslash escaping the next char."""
-    words: list[str] = []
-    current: list[str] = []
-    chars = iter(options)
-    for char in chars:
-        if char == "\\":
-            current.append(next(chars, ""))
-        elif char.isspace():
-            if current:
-                words.append("".join(current))
-                current = []
-        else:
-            current.append(char)
-    if current:
-        words.append("".join(current))
-    return words
+    yield from options.settings(parameters.get("options", ""))
 
 
 class DsqlSession(SessionPolicy):
