@@ -227,6 +227,13 @@ OCC_CODES = ("OC000", "OC001")
 
 # --- Dialect (section 6) -----------------------------------------------------------------------------
 UNSUPPORTED_SQLSTATE = "0A000"
+#: A statement text the local endpoint cannot classify within its budgets (``rules/offload.py``):
+#: emulator decision (DSQL documents no limit on a statement's length).
+STATEMENT_TOO_COMPLEX = DsqlError(
+    "54001",
+    "statement too complex to check: it needs more than {seconds} s or {mib} MiB to parse;"
+    " split it into smaller statements",
+)
 #: Emulator decision for DSQL's class-22 refusals (bad CACHE, sequence type).
 INVALID_PARAMETER_SQLSTATE = "22023"
 #: Valid CACHE values for identity columns and sequences: exactly 1, or at least this.

@@ -275,9 +275,6 @@ class ClientSession(asyncio.Protocol):
             out = relay.to_backend
             relay.to_backend = []
             self.backend.write(out[0] if len(out) == 1 else b"".join(out))
-        if relay.to_client:
-            self._to_client += relay.to_client
-            relay.to_client = []
         if relay.events:
             events, relay.events = relay.events, []
             for event in events:
@@ -325,14 +322,9 @@ class ClientSession(asyncio.Protocol):
 
     def backend_message(self, kind: int, data: memoryview) -> None:
         """A message from the backend in the relay phase (the hot path)."""
-        relay = self.relay
-        assert relay is not None
-        relay.backend(kind, data)
-        if relay.to_backend or relay.events or relay.held != ("hold" in self._paused):
-            self._after_relay(relay)
-        elif relay.to_client:
-            self._to_client += relay.to_client
-            relay.to_client = []
+        # Its bytes for the client go to self._to_client (shared); the rest is carried out
+        # once per backend read, in flush().
+        self.relay.backend(kind, data)  # type: ignore[union-attr]
 
     def backend_lost(self) -> None:
         """The backend connection dropped (PostgreSQL stopped or crashed)."""
@@ -528,6 +520,7 @@ class ClientSession(asyncio.Protocol):
         if self.backend is not None:  # the backend's answers are relayed from now on
             self.backend.relaying()
         self.relay = Relay(self.policy, encoding=self._encoding)
+        self.relay.to_client = self._to_client  # one list: flushed in place, never copied
         lifetime = endpoint.config.quotas.connection_lifetime_seconds
         self._timers.append(
             self._loop.call_at(
@@ -556,7 +549,12 @@ class ClientSession(asyncio.Protocol):
     # --- writing ----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write what is queued for the client (once per backend read: one write per batch)."""
+        """After a backend read: carry out what the relay asked, write the client's batch."""
+        relay = self.relay
+        if relay is not None and (
+            relay.to_backend or relay.events or relay.held != ("hold" in self._paused)
+        ):
+            self._after_relay(relay)
         self._flush_client()
 
     def _write_client(self, data: bytes | memoryview) -> None:
@@ -568,8 +566,8 @@ class ClientSession(asyncio.Protocol):
         if not self._to_client or self.transport is None:
             return
         out = self._to_client
-        self._to_client = []
         data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()  # in place: the relay appends to this same list
         if self._latency <= 0 or (now and not self._delayed):
             self.transport.write(data)
             return

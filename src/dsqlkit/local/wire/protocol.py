@@ -343,10 +343,17 @@ def parse_parse(payload: bytes | memoryview, codec: str = "utf-8") -> Parse:
 
 def parse_bind_names(payload: bytes | memoryview) -> tuple[str, str]:
     """Bind ('B'): (portal name, statement name); parameters are not decoded."""
-    raw = bytes(payload)  # one copy for both names
+    # Both names are at the start: copy only a head of the message (its parameters may be large),
+    # the whole only when the names are longer than that.
+    raw = bytes(payload[:_BIND_HEAD])
+    if raw.count(b"\0") < 2:
+        raw = bytes(payload)
     portal, pos = _cstring(raw, 0)
     statement, _ = _cstring(raw, pos)
     return portal, statement
+
+
+_BIND_HEAD = 256
 
 
 def parse_close(payload: bytes | memoryview) -> tuple[str, str]:
