@@ -1,9 +1,12 @@
--- Least privilege (DESIGN.md): of the functions the endpoint installs in schema sys, client roles
--- may execute only those below, each of which either must be reachable from a client's statement
--- (the endpoint's rewrites, the event triggers that run as the client) or only raises or reads.
--- Every other one (the SECURITY DEFINER helpers, trigger and event trigger functions, role checks)
--- is revoked from PUBLIC. Applied last, at every start; 00_core.sql also makes new functions
--- non-executable by default. tests/security/test_privileges.py checks the list.
+-- Least privilege (DESIGN.md): functions the bootstrap creates are not executable by PUBLIC by
+-- default (00_core.sql); a file that creates one a client must call GRANTs it explicitly (as
+-- 40_compat.sql and 60_session.sql do). The list below is of the endpoint's own functions a
+-- client's statement must reach (the endpoint's rewrites, the event triggers that run as the
+-- client) or that only raise or read; each gets EXECUTE. Any other function of schema sys with the
+-- implicit default (PUBLIC may execute: a data directory made before these rules) is revoked, so
+-- the SECURITY DEFINER helpers, trigger and event trigger functions and role checks are never
+-- callable by clients. Applied last, at every start; tests/security/test_privileges.py checks
+-- that no SECURITY DEFINER function outside this list, and no trigger function, is executable.
 DO $$
 DECLARE
     f record;
@@ -20,12 +23,12 @@ DECLARE
         'wait_for_job',            -- raises DSQL's 42809
         'dsqlkit_iam_grant',       -- AWS IAM GRANT / REVOKE: admin only, checked inside
         'dsqlkit_iam_revoke',
-        'dsql_version',            -- version() as DSQL reports it
-        'current_session_id'       -- sys.current_session_id(), as DSQL has it
+        'dsql_version'             -- version() as DSQL reports it
     ];
 BEGIN
     FOR f IN SELECT p.oid::regprocedure AS sig, p.proname, p.prokind
              FROM pg_proc p WHERE p.pronamespace = 'sys'::regnamespace
+               AND (p.proname = ANY (callable) OR p.proacl IS NULL)
     LOOP
         EXECUTE format('%s EXECUTE ON %s %s %s PUBLIC',
             CASE WHEN f.proname = ANY (callable) THEN 'GRANT' ELSE 'REVOKE' END,
