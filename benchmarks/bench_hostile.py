@@ -85,7 +85,7 @@ def stall(address: EndpointAddress) -> dict[str, Any]:
                     hostile.execute(HOSTILE_STATEMENT)
                     outcome["answer"] = "rows"
                 except psycopg.Error as exc:
-                    outcome["answer"] = f"{exc.sqlstate} {str(exc).splitlines()[0][:90]}"
+                    outcome["answer"] = f"{exc.sqlstate} {str(exc).splitlines()[0]}"
             outcome["seconds"] = time.perf_counter() - started
 
         attacker = threading.Thread(target=attack)

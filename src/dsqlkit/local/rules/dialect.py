@@ -45,6 +45,7 @@ import enum
 import functools
 import json
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -221,28 +222,34 @@ INLINE_LENGTH = 1024
 
 
 class _Cache:
-    """Verdicts by statement text, least recently used dropped first (CACHE_SIZE of them)."""
+    """Verdicts by statement text, least recently used dropped first (CACHE_SIZE of them).
+
+    Shared by every endpoint of the process (each may run its loop in its own thread): locked.
+    """
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._verdicts)
 
     def get(self, sql: str) -> Verdict | None:
-        verdict = self._verdicts.get(sql)
-        if verdict is not None:
-            self._verdicts.move_to_end(sql)
-        return verdict
+        with self._lock:
+            verdict = self._verdicts.get(sql)
+            if verdict is not None:
+                self._verdicts.move_to_end(sql)
+            return verdict
 
     def put(self, sql: str, verdict: Verdict) -> None:
         if len(sql) > CACHEABLE_LENGTH:
             return
-        self._verdicts[sql] = verdict
-        self._verdicts.move_to_end(sql)
-        if len(self._verdicts) > self._size:
-            self._verdicts.popitem(last=False)
+        with self._lock:
+            self._verdicts[sql] = verdict
+            self._verdicts.move_to_end(sql)
+            if len(self._verdicts) > self._size:
+                self._verdicts.popitem(last=False)
 
 
 _cache = _Cache(CACHE_SIZE)

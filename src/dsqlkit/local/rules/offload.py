@@ -37,8 +37,8 @@ __all__ = ["BUDGET_SECONDS", "MEMORY_LIMIT", "Worker", "classify_off_loop"]
 
 #: The longest a classification may take in the worker before the text is refused.
 BUDGET_SECONDS = 30.0
-#: The worker's address-space limit: beyond it a text is refused (RLIMIT_AS, with ~300 MiB of
-#: interpreter and libraries). A 2 MB bulk INSERT needs ~400 MiB; 2 MB of ``SELECT 1,1,...``
+#: The worker's address-space limit: beyond it a text is refused (RLIMIT_AS; the interpreter
+#: and pglast take ~25 MiB of it). A 2 MB bulk INSERT needs ~400 MiB; 2 MB of ``SELECT 1,1,...``
 #: (a million columns, which PostgreSQL refuses anyway) 1.7 GiB.
 MEMORY_LIMIT = 2 << 30
 _LENGTH = struct.Struct("!Q")
@@ -70,8 +70,10 @@ class Worker:
         return verdict
 
     def close(self) -> None:
+        """End the worker process and its thread (this Worker serves no more texts)."""
         with self._lock:
             self._stop()
+        self._io.shutdown(wait=False)
 
     def _classify(self, sql: str) -> dialect.Verdict | None:
         with self._lock:
