@@ -19,6 +19,13 @@ from dsqlkit.local.rules.policy import SessionPolicy
 from dsqlkit.local.rules.session import DsqlSession
 from dsqlkit.local.wire import protocol as pg
 from dsqlkit.local.wire.session import CLIENT_INSPECT, SERVER_INSPECT, Close, Relay, Wait
+from dsqlkit.local.wire.startup import (
+    AUTH_MAX_MESSAGE,
+    AskPassword,
+    Authenticate,
+    Cancel,
+    Startup,
+)
 
 
 def bind(statement: str = "", portal: str = "") -> bytes:
@@ -337,3 +344,57 @@ def test_password_must_be_exactly_one_c_string() -> None:
     with pytest.raises(pg.ProtocolError) as info:
         pg.parse_password(b"token\0junk")
     assert info.value.error is spec.INVALID_PASSWORD_PACKET
+
+
+# --- the startup and password phase (wire/startup.py) ---------------------------------------
+
+
+def startup_machine(**kwargs: object) -> Startup:
+    return Startup(policy_for=lambda user: DsqlSession(Quotas()), **kwargs)  # type: ignore[arg-type]
+
+
+def hello(**params: str) -> bytes:
+    return pg.startup_message({"user": "admin", "database": "postgres", **params})
+
+
+def test_startup_asks_for_the_password_then_takes_exactly_one() -> None:
+    machine = startup_machine()
+    machine.receive(hello() + pg.password_message("tok") + pg.query("SELECT 1"))
+    assert [type(e) for e in machine.events] == [AskPassword, Authenticate]
+    assert machine.events[1] == Authenticate("tok")
+    # What followed the password was not split before authentication: the relay gets it.
+    assert [kind for kind, _ in machine.pipelined()] == [ord("Q")]
+
+
+@pytest.mark.parametrize(
+    ("packet", "error"),
+    [
+        (hello(options="-ec dsqlkit.rows=-1000000"), spec.PARAMETER_NOT_SUPPORTED),
+        (hello(replication="database"), spec.REPLICATION_UNSUPPORTED),
+        (pg.startup_message({"user": "admin", "database": "other"}), spec.DATABASE_MISSING),
+        (hello() + pg.message(b"p", b"tok\0junk"), spec.INVALID_PASSWORD_PACKET),
+        (hello() + b"p" + pg.INT32.pack(10 << 20), spec.INVALID_MESSAGE_LENGTH),
+        (hello() + pg.query("SELECT 1"), spec.PROTOCOL_VIOLATION),
+    ],
+)
+def test_startup_refusals(packet: bytes, error: spec.DsqlError) -> None:
+    machine = startup_machine()
+    machine.receive(packet)
+    (close,) = [e for e in machine.events if isinstance(e, Close)]
+    assert close.error is not None and close.error.sqlstate == error.sqlstate
+    assert close.error.severity == "FATAL" and machine.done
+
+
+def test_password_header_over_a_token_is_refused_before_its_body() -> None:
+    machine = startup_machine()
+    machine.receive(hello())
+    machine.receive(b"p" + pg.INT32.pack(AUTH_MAX_MESSAGE + 1))  # one byte over: header only
+    assert machine.events[-1] == Close(spec.INVALID_MESSAGE_LENGTH, "protocol")
+    assert machine.reader.buffered == 0
+
+
+def test_cancel_request_over_tls() -> None:
+    machine = startup_machine()
+    machine.receive(pg.cancel_request(7, b"\1\2\3\4"))
+    (event,) = machine.events
+    assert isinstance(event, Cancel) and event.request.process_id == 7
