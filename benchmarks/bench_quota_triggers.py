@@ -29,20 +29,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--statements", type=int, default=2000)
     n = parser.parse_args().statements
-    with LocalEndpoint(trust_environment=False) as ep:
-        with psycopg.connect(ep.backend.dsn(), autocommit=True) as conn:
-            conn.execute("CREATE TABLE b (id int PRIMARY KEY, v text)")
-            conn.execute("GRANT ALL ON b TO admin")
-            conn.execute("SET ROLE admin")
-            conn.execute("SELECT set_config('dsqlkit.max_rows', '1000000', false)")  # old code
-            conn.execute("SELECT set_config('dsqlkit.max_bytes', '1000000000', false)")
-            best = float("inf")
-            for _ in range(7):
-                conn.execute("DELETE FROM b")
-                conn.execute(_LOOP.format(n=n))
-                row = conn.execute("SELECT current_setting('bench.ms')").fetchone()
-                assert row is not None
-                best = min(best, float(row[0]))
+    with (
+        LocalEndpoint(trust_environment=False) as ep,
+        psycopg.connect(ep.backend.dsn(), autocommit=True) as conn,
+    ):
+        conn.execute("CREATE TABLE b (id int PRIMARY KEY, v text)")
+        conn.execute("GRANT ALL ON b TO admin")
+        conn.execute("SET ROLE admin")
+        conn.execute("SELECT set_config('dsqlkit.max_rows', '1000000', false)")  # old code
+        conn.execute("SELECT set_config('dsqlkit.max_bytes', '1000000000', false)")
+        best = float("inf")
+        for _ in range(7):
+            conn.execute("DELETE FROM b")
+            conn.execute(_LOOP.format(n=n))
+            row = conn.execute("SELECT current_setting('bench.ms')").fetchone()
+            assert row is not None
+            best = min(best, float(row[0]))
     print(f"{dsqlkit.__file__}: {n} INSERTs in {best:.1f} ms, {best * 1000 / n:.1f} us each")
 
 
