@@ -55,7 +55,7 @@ CONTAINER_NICENESS = 10
 SAMPLE_INTERVAL_S = 0.1
 
 #: One container: import (its init), say so with a file, wait for the go on stdin, then serve.
-#: Stdout: {"started", "imported", "events": [[wall time, "ok" | "failed", error]]}.
+#: Stdout: {"started", "imported", "events": [[start, "ok" | "failed", error, end]]} (wall times).
 _CONTAINER = """\
 import json, os, sys, time
 started = time.time()
@@ -77,9 +77,10 @@ while len([e for e in events if e[1] == "ok"]) < job["invocations"] and time.tim
     t = time.time()
     try:
         invoke()
-        events.append([t, "ok", None])
+        events.append([t, "ok", None, time.time()])
     except Exception as exc:
-        events.append([t, "failed", type(exc).__name__ + ": " + " ".join(str(exc).split())[:120]])
+        error = type(exc).__name__ + ": " + " ".join(str(exc).split())[:120]
+        events.append([t, "failed", error, time.time()])
         conn = None
     time.sleep(max(0.0, t + job["interval"] - time.time()))
 print(json.dumps({{"started": started, "imported": imported, "events": events}}))
@@ -174,7 +175,8 @@ def account(variant: str, start: float, outputs: Sequence[dict[str, Any] | None]
             result.crashed += 1
             first_ok.append(None)
             continue
-        oks = [event[0] for event in output["events"] if event[1] == "ok"]
+        # Serving from the end of the first successful invocation (its answer reached the caller).
+        oks = [event[-1] for event in output["events"] if event[1] == "ok"]
         failed = [event for event in output["events"] if event[1] == "failed"]
         result.invocations_ok += len(oks)
         result.invocations_failed += len(failed)
