@@ -8,29 +8,25 @@ Nothing here is on the query path: the drivers' own connections are returned.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
 import functools
-import logging
 import os
-import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
 
-from dsqlkit import __version__, ratelimit, stats, telemetry
+from dsqlkit import __version__, _log, ratelimit, stats, telemetry
 from dsqlkit import dsql as spec
 from dsqlkit.auth.tokens import TokenFactory
 from dsqlkit.config import ConnectParams, resolve_params
 from dsqlkit.retry import ConnectBackoff, ConnectRetryConfig
 
-if TYPE_CHECKING:
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: typing and ssl cost a cold start milliseconds
     import ssl
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
+    from typing import Any, TypeVar
 
-T = TypeVar("T")
-logger = logging.getLogger("dsqlkit")
+    T = TypeVar("T")
 
 #: PostgreSQL keeps 63 bytes of application_name (NAMEDATALEN - 1).
 _APPLICATION_NAME_MAX = 63
@@ -52,16 +48,101 @@ class _Default:
 DEFAULT: Any = _Default()
 
 
-@dataclasses.dataclass(frozen=True)
 class Plan:
-    """One connect call site, resolved once: parameters, token factory, retry and rate policies."""
+    """One connect call site, resolved once: parameters, token factory, retry and rate policies.
 
-    driver: str
-    params: ConnectParams
-    tokens: TokenFactory
-    retry: ConnectRetryConfig | None
-    limiter: ratelimit.TokenBucket | None
-    application_name: str
+    A plain class (not a dataclass: that import costs a cold start milliseconds); read-only by
+    convention, built only by :func:`plan`.
+    """
+
+    __slots__ = ("application_name", "driver", "limiter", "params", "retry", "tokens")
+
+    def __init__(
+        self,
+        driver: str,
+        params: ConnectParams,
+        tokens: TokenFactory,
+        retry: ConnectRetryConfig | None,
+        limiter: ratelimit.TokenBucket | None,
+        application_name: str,
+    ) -> None:
+        self.driver = driver
+        self.params = params
+        self.tokens = tokens
+        self.retry = retry
+        self.limiter = limiter
+        self.application_name = application_name
+
+    def __repr__(self) -> str:
+        return f"Plan(driver={self.driver!r}, params={self.params!r}, retry={self.retry!r})"
+
+
+class DriverOps:
+    """What dsqlkit does with one driver: a row of the registry :mod:`dsqlkit.drivers`.
+
+    Defined beside each driver's code (``dsqlkit.psycopg.driver_ops`` ...), so that the helpers
+    built on every driver (:mod:`dsqlkit.serverless`, :mod:`dsqlkit.batch`) hold no per-driver
+    branches. For an async driver every operation but ``owns``, ``is_connection``, ``state`` and
+    ``borrow`` (an async context manager there) is a coroutine function.
+
+    - ``connect(**kwargs)``: dsqlkit's connect; ``transaction(conn, fn, *, retry=None)``: one
+      transaction with OCC retry.
+    - ``owns(target)``: whether a connection or pool belongs to this driver (and sync/async kind);
+      ``is_connection(target)``: a connection rather than a pool.
+    - ``state(conn)``: ``"closed"``, ``"idle"`` or ``"open-transaction"`` from the driver's
+      flags, without I/O; ``ping(conn)``: a ``SELECT 1`` that leaves it idle;
+      ``rollback(conn)``; ``discard(conn)``: close, never raising.
+    - ``borrow(target)``: a context manager giving a connection: the target itself, or one taken
+      from its pool and given back.
+    - ``paramstyle``: ``"format"`` (``%s``) or ``"numeric"`` (``$1``).
+    """
+
+    __slots__ = (
+        "borrow",
+        "connect",
+        "discard",
+        "is_async",
+        "is_connection",
+        "name",
+        "owns",
+        "paramstyle",
+        "ping",
+        "rollback",
+        "state",
+        "transaction",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        is_async: bool,
+        connect: Callable[..., Any],
+        transaction: Callable[..., Any],
+        owns: Callable[[object], bool],
+        is_connection: Callable[[object], bool],
+        state: Callable[[Any], str],
+        ping: Callable[[Any], Any],
+        rollback: Callable[[Any], Any],
+        discard: Callable[[Any], Any],
+        borrow: Callable[[Any], Any],
+        paramstyle: str,
+    ) -> None:
+        self.name = name
+        self.is_async = is_async
+        self.connect = connect
+        self.transaction = transaction
+        self.owns = owns
+        self.is_connection = is_connection
+        self.state = state
+        self.ping = ping
+        self.rollback = rollback
+        self.discard = discard
+        self.borrow = borrow
+        self.paramstyle = paramstyle
+
+    def __repr__(self) -> str:
+        return f"DriverOps({self.name!r})"
 
 
 def plan(driver: str, dsn: str | None, kwargs: dict[str, Any]) -> Plan:
@@ -373,6 +454,8 @@ async def _open_async(plan: Plan, open_: Callable[[str], Awaitable[T]]) -> T:
                 raise
         else:
             return _opened(connection)
+        import asyncio  # loaded already by any async caller; sync users never pay for it
+
         await asyncio.sleep(delay)
 
 
@@ -387,7 +470,7 @@ def commit_or_rollback(conn: Any, callback: Callable[[Any], T], *, autocommit: b
         try:
             conn.rollback()
         except Exception as exc:  # a broken connection: the original error matters more
-            logger.debug("rollback failed: %s", type(exc).__name__)
+            _log.debug("rollback failed: %s", type(exc).__name__)
         raise
     finally:
         if autocommit and not conn.closed:
@@ -397,6 +480,8 @@ def commit_or_rollback(conn: Any, callback: Callable[[Any], T], *, autocommit: b
 def jittered_expiry(max_lifetime: float) -> float:
     """A monotonic deadline ``max_lifetime`` from now, minus up to 5% so a pool's connections
     made together do not all expire together (psycopg_pool's rule)."""
+    import random  # pools only: not on the path of a single connect
+
     return time.monotonic() + max_lifetime * (1 - 0.05 * random.random())
 
 

@@ -19,7 +19,6 @@ retry on by default in pools.
 
 from __future__ import annotations
 
-import logging
 import time
 import weakref
 from collections.abc import Awaitable, Callable
@@ -28,14 +27,14 @@ from typing import Any, TypeVar
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from dsqlkit import __version__, _driver
-from dsqlkit.retry import (
-    OCCRetryConfig,
-    RetrySetting,
-    arun_with_occ_retry,
-    is_occ_error,
-    resolve_retry_config,
-)
+from dsqlkit import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # for type checkers; loaded on first use at run time (see __getattr__)
+    from collections.abc import AsyncIterator
+
+    from dsqlkit._driver import DriverOps, Plan
+    from dsqlkit.retry import OCCRetryConfig, RetrySetting, is_occ_error
 
 __all__ = [
     "AuroraDSQLPool",
@@ -48,12 +47,28 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-logger = logging.getLogger("dsqlkit")
 #: DSQL refuses asyncpg's default reset (advisory unlocks, UNLISTEN): reset the session only.
 _RESET = "RESET ALL"
+#: Pool defaults shared with the other drivers (dsqlkit._driver's, repeated so that importing
+#: this module does not import the connector core; tests/unit/test_private.py checks they agree).
+_POOL_MAX_LIFETIME = 55 * 60.0
+_POOL_MAX_IDLE = 10 * 60.0
 
 
-async def _open(plan: _driver.Plan, **driver_args: Any) -> Any:
+def __getattr__(name: str) -> Any:
+    """Names loaded on first use, so that ``import dsqlkit.asyncpg`` costs next to nothing."""
+    if name in ("OCCRetryConfig", "is_occ_error"):
+        from dsqlkit import retry
+
+        return getattr(retry, name)
+    if name == "driver_ops":
+        return _driver_ops()
+    raise AttributeError(f"module 'dsqlkit.asyncpg' has no attribute {name!r}")
+
+
+async def _open(plan: Plan, **driver_args: Any) -> Any:
+    from dsqlkit import _driver
+
     arguments = {**_driver.asyncpg_kwargs(plan), **driver_args}
     return await _driver.open_async(
         plan, lambda password: asyncpg.connect(password=password, **arguments)
@@ -70,6 +85,8 @@ async def connect(dsn: str | None = None, **kwargs: Any) -> Any:
 
         conn = await connect(host="localhost", region="us-east-1", sslrootcert="ca.pem")
     """
+    from dsqlkit import _driver
+
     return await _open(_driver.plan("asyncpg", dsn, kwargs))
 
 
@@ -84,7 +101,9 @@ async def _once(conn: Any, callback: Callable[[Any], Awaitable[T]]) -> T:
         try:
             await conn.execute("ROLLBACK")
         except Exception as exc:  # a broken connection: the original error matters more
-            logger.debug("rollback failed: %s", type(exc).__name__)
+            from dsqlkit import _log
+
+            _log.debug("rollback failed: %s", type(exc).__name__)
         raise
 
 
@@ -99,6 +118,8 @@ async def transaction(
             await conn.execute("UPDATE counters SET n = n + 1 WHERE id = 1")
         await transaction(conn, add)
     """
+    from dsqlkit.retry import arun_with_occ_retry, resolve_retry_config
+
     return await arun_with_occ_retry(lambda: _once(conn, callback), resolve_retry_config(retry))
 
 
@@ -114,6 +135,10 @@ class AuroraDSQLPool(asyncpg.Pool):
     def __init__(
         self, *args: Any, retry: RetrySetting = None, max_lifetime: float, **kwargs: Any
     ) -> None:
+        from dsqlkit import _driver, _private
+
+        _private.require(asyncpg.Pool, ("_acquire",), "asyncpg")
+        _private.require(PoolConnectionProxy, ("_con",), "asyncpg")
         _driver.check_lifetimes(max_lifetime)
         self._retry = retry
         self._dsqlkit_max_lifetime = max_lifetime
@@ -122,6 +147,8 @@ class AuroraDSQLPool(asyncpg.Pool):
         super().__init__(*args, **kwargs)
 
     def _born(self, conn: Any) -> None:
+        from dsqlkit import _driver
+
         self._dsqlkit_expiry[conn] = _driver.jittered_expiry(self._dsqlkit_max_lifetime)
 
     def _expired(self, proxy: Any) -> bool:
@@ -135,7 +162,9 @@ class AuroraDSQLPool(asyncpg.Pool):
         for _ in range(self.get_max_size()):
             if not self._expired(proxy):
                 break
-            logger.debug("asyncpg pool: replacing a connection past max_lifetime")
+            from dsqlkit import _log
+
+            _log.debug("asyncpg pool: replacing a connection past max_lifetime")
             await proxy.close()  # asyncpg returns the holder to the pool; it reconnects
             proxy = await super()._acquire(timeout)
         return proxy
@@ -157,6 +186,8 @@ class AuroraDSQLPool(asyncpg.Pool):
             await pool.run_transaction(lambda conn: conn.execute("INSERT INTO t VALUES (1)"))
         """
 
+        from dsqlkit.retry import arun_with_occ_retry, resolve_retry_config
+
         async def execute() -> T:
             async with self.acquire() as conn:
                 return await _once(conn, callback)
@@ -171,8 +202,8 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     max_queries: int = 50000,
-    max_inactive_connection_lifetime: float = _driver.POOL_MAX_IDLE,
-    max_lifetime: float = _driver.POOL_MAX_LIFETIME,
+    max_inactive_connection_lifetime: float = _POOL_MAX_IDLE,
+    max_lifetime: float = _POOL_MAX_LIFETIME,
     setup: Any = None,
     init: Any = None,
     reset: Any = None,
@@ -190,6 +221,8 @@ async def create_pool(
         async with await create_pool(host="localhost", region="us-east-1", max_size=4) as pool:
             await pool.fetchval("SELECT 1")
     """
+    from dsqlkit import _driver
+
     plan = _driver.plan("asyncpg", dsn, connect_kwargs)
     pool: AuroraDSQLPool | None = None
 
@@ -220,3 +253,71 @@ async def create_pool(
     )
     await pool
     return pool
+
+
+# --- The registry's row (dsqlkit.drivers) ------------------------------------------------------
+
+
+def _owns(target: object) -> bool:
+    return isinstance(target, (asyncpg.Connection, PoolConnectionProxy, asyncpg.Pool))
+
+
+def _is_connection(target: object) -> bool:
+    return isinstance(target, (asyncpg.Connection, PoolConnectionProxy))
+
+
+def _state(conn: Any) -> str:
+    if conn.is_closed():
+        return "closed"
+    return "open-transaction" if conn.is_in_transaction() else "idle"
+
+
+async def _ping(conn: Any) -> None:
+    await conn.fetchval("SELECT 1")
+
+
+async def _rollback(conn: Any) -> None:
+    await conn.execute("ROLLBACK")
+
+
+async def _discard(conn: Any) -> None:
+    conn.terminate()  # no round trip: the server may already have closed it
+
+
+def _borrow(target: Any) -> Any:
+    import contextlib
+
+    @contextlib.asynccontextmanager
+    async def borrowed() -> AsyncIterator[Any]:
+        if _is_connection(target):
+            yield target
+        else:
+            async with target.acquire() as conn:
+                yield conn
+
+    return borrowed()
+
+
+def _driver_ops() -> DriverOps:
+    from dsqlkit._driver import DriverOps
+
+    global _OPS
+    if _OPS is None:
+        _OPS = DriverOps(
+            name="asyncpg",
+            is_async=True,
+            connect=connect,
+            transaction=transaction,
+            owns=_owns,
+            is_connection=_is_connection,
+            state=_state,
+            ping=_ping,
+            rollback=_rollback,
+            discard=_discard,
+            borrow=_borrow,
+            paramstyle="numeric",
+        )
+    return _OPS
+
+
+_OPS: DriverOps | None = None

@@ -27,14 +27,17 @@ connection must have no transaction open: each chunk is its own transaction.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dsqlkit import drivers
 from dsqlkit import dsql as spec
 from dsqlkit.retry import OCCRetryConfig, RetrySetting, causes, resolve_retry_config, sqlstate
+
+if TYPE_CHECKING:
+    from dsqlkit._driver import DriverOps
 
 __all__ = [
     "BatchError",
@@ -57,7 +60,6 @@ _MAX_PARAMETERS = 65535
 _STATEMENT_ROWS = 1000
 #: Marks the end of the input (a ``None`` row is not the end: it is refused).
 _END = object()
-_DRIVERS = ("psycopg_pool", "psycopg2", "psycopg", "asyncpg")
 
 Progress = Callable[["Chunk"], object]
 
@@ -170,21 +172,15 @@ class BatchError(Exception):
 
 
 def driver_of(target: object) -> str:
-    """The driver family of a connection or pool: psycopg, psycopg_pool, psycopg2 or asyncpg.
+    """The registry name (:mod:`dsqlkit.drivers`) of a connection's or pool's driver.
 
     Example::
 
         >>> driver_of(object())
         Traceback (most recent call last):
-        TypeError: ...
+        TypeError: expected a psycopg, psycopg2 or asyncpg connection or pool, got object
     """
-    for cls in type(target).__mro__:
-        root = cls.__module__.split(".")[0]
-        if root in _DRIVERS:
-            return root
-    raise TypeError(
-        f"expected a psycopg, psycopg2 or asyncpg connection or pool, got {type(target).__name__}"
-    )
+    return drivers.of(target).name
 
 
 # --- SQL -----------------------------------------------------------------------------------
@@ -226,10 +222,10 @@ class _Statements:
     """The INSERT (or COPY) text for one target, table and column list, cached per row count."""
 
     def __init__(
-        self, driver: str, table: str | tuple[str, ...], columns: Sequence[str], suffix: str
+        self, ops: DriverOps, table: str | tuple[str, ...], columns: Sequence[str], suffix: str
     ) -> None:
         self.columns = _check_columns(columns)
-        self.dollar = driver == "asyncpg"
+        self.dollar = ops.paramstyle == "numeric"
         self.table_parts = tuple(table.split(".")) if isinstance(table, str) else tuple(table)
         name = _table_name(table)
         cols = ", ".join(_identifier(c) for c in self.columns)
@@ -394,52 +390,25 @@ def _rowcount(tag_or_count: Any) -> int:
 # --- Checks and planning (shared by the sync and async entry points) -------------------------
 
 
-def _is_async(driver: str, target: object) -> bool:
-    if driver in ("asyncpg", "psycopg2"):
-        return driver == "asyncpg"
-    if driver == "psycopg":
-        import psycopg
-
-        return isinstance(target, psycopg.AsyncConnection)
-    import psycopg_pool
-
-    return isinstance(target, psycopg_pool.AsyncConnectionPool)
-
-
-def _driver(target: object, *, is_async: bool) -> str:
-    """The driver that runs ``target`` (psycopg for its pools); a target of the wrong kind is
-    a TypeError naming the right functions."""
-    driver = driver_of(target)
-    if _is_async(driver, target) != is_async:
+def _driver(target: object, *, is_async: bool) -> DriverOps:
+    """The registry row that runs ``target``; a target of the wrong kind is a TypeError naming
+    the right functions."""
+    ops = drivers.of(target)
+    if ops.is_async != is_async:
         kind, use = (
             ("synchronous", "insert_many / copy_rows")
             if is_async
             else ("asynchronous", "ainsert_many / acopy_rows")
         )
         raise TypeError(f"{type(target).__name__} is {kind}: use {use}")
-    return "psycopg" if driver == "psycopg_pool" else driver
+    return ops
 
 
-def _is_connection(target: Any) -> bool:
-    """A connection (it runs statements itself) rather than a pool."""
-    return hasattr(target, "cursor") or hasattr(target, "is_in_transaction")
-
-
-def _check_idle(driver: str, conn: Any) -> None:
-    if driver == "asyncpg":
-        busy = conn.is_in_transaction()
-    elif driver == "psycopg":  # sync and async connections alike
-        import psycopg
-
-        busy = conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
-    else:
-        import psycopg2.extensions as ext
-
-        busy = conn.get_transaction_status() != ext.TRANSACTION_STATUS_IDLE
-    if busy:
+def _check_idle(ops: DriverOps, conn: Any) -> None:
+    if ops.state(conn) != "idle":
         raise ValueError(
-            "the connection has a transaction open: the batch helpers commit each chunk in "
-            "its own transaction; commit or roll back first"
+            "the connection has a transaction open (or is closed): the batch helpers commit "
+            "each chunk in its own transaction; commit or roll back first"
         )
 
 
@@ -454,41 +423,17 @@ def _plan(
     progress: Progress | None,
     *,
     is_async: bool,
-) -> tuple[str, _Statements, _Run]:
+) -> tuple[DriverOps, _Statements, _Run]:
     """Every check made before the first chunk: target, SQL, bounds, no transaction open."""
-    driver = _driver(target, is_async=is_async)
-    statements = _Statements(driver, table, columns, _check_on_conflict(on_conflict))
+    ops = _driver(target, is_async=is_async)
+    statements = _Statements(ops, table, columns, _check_on_conflict(on_conflict))
     run = _Run(rows, len(statements.columns), chunk_rows, max_chunk_seconds, progress)
-    if _is_connection(target):
-        _check_idle(driver, target)
-    return driver, statements, run
+    if ops.is_connection(target):
+        _check_idle(ops, target)
+    return ops, statements, run
 
 
 # --- Sync -----------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _borrow(target: Any) -> Iterator[Any]:
-    """A connection for one chunk: the target itself, or one taken from its pool."""
-    if _is_connection(target):
-        yield target
-    elif hasattr(target, "getconn"):  # psycopg2 pools
-        conn = target.getconn()
-        try:
-            yield conn
-        finally:
-            target.putconn(conn)
-    else:  # psycopg_pool
-        with target.connection() as conn:
-            yield conn
-
-
-def _transaction_sync(driver: str) -> Any:
-    if driver == "psycopg":
-        from dsqlkit.psycopg import transaction
-    else:
-        from dsqlkit.psycopg2 import transaction  # type: ignore[assignment]
-    return transaction
 
 
 def _copy_text(value: Any) -> str:
@@ -559,17 +504,22 @@ def _copy_sync(
 
 
 def _run_sync(
-    driver: str, target: Any, statements: _Statements, run: _Run, *, copy: bool, retry: RetrySetting
+    ops: DriverOps,
+    target: Any,
+    statements: _Statements,
+    run: _Run,
+    *,
+    copy: bool,
+    retry: RetrySetting,
 ) -> BatchResult:
     """Each chunk in its own transaction, OCC-retried, into the run's account."""
-    transaction = _transaction_sync(driver)
     config = _retry_config(target, retry)
     while chunk := run.next_rows():
-        body = _write_sync(driver, statements, run, chunk, copy)
+        body = _write_sync(ops.name, statements, run, chunk, copy)
         try:
-            with _borrow(target) as conn:
+            with ops.borrow(target) as conn:
                 started = time.monotonic()
-                done, written = transaction(conn, body, retry=config or False)
+                done, written = ops.transaction(conn, body, retry=config or False)
         except Exception as exc:
             raise run.failure(exc) from exc
         run.committed(done, written, started)
@@ -605,11 +555,11 @@ def insert_many(
         insert_many(conn, "events", ["id", "kind"], ((i, "click") for i in range(10_000)),
                     on_conflict="ON CONFLICT (id) DO NOTHING", progress=print)
     """
-    driver, statements, run = _plan(
+    ops, statements, run = _plan(
         target, table, columns, rows, on_conflict, chunk_rows, max_chunk_seconds, progress,
         is_async=False,
     )  # fmt: skip
-    return _run_sync(driver, target, statements, run, copy=False, retry=retry)
+    return _run_sync(ops, target, statements, run, copy=False, retry=retry)
 
 
 def copy_rows(
@@ -632,34 +582,13 @@ def copy_rows(
 
         copy_rows(conn, "events", ["id", "kind"], ((i, "click") for i in range(10_000)))
     """
-    driver, statements, run = _plan(
+    ops, statements, run = _plan(
         target, table, columns, rows, None, chunk_rows, max_chunk_seconds, progress, is_async=False
     )
-    return _run_sync(driver, target, statements, run, copy=True, retry=retry)
+    return _run_sync(ops, target, statements, run, copy=True, retry=retry)
 
 
 # --- Async ----------------------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def _aborrow(target: Any) -> AsyncIterator[Any]:
-    """Async twin of :func:`_borrow` (asyncpg pools: ``acquire``; psycopg: ``connection``)."""
-    if _is_connection(target):
-        yield target
-    elif hasattr(target, "acquire"):
-        async with target.acquire() as conn:
-            yield conn
-    else:
-        async with target.connection() as conn:
-            yield conn
-
-
-def _transaction_async(driver: str) -> Any:
-    if driver == "asyncpg":
-        from dsqlkit.asyncpg import transaction
-    else:
-        from dsqlkit.psycopg import atransaction as transaction  # type: ignore[assignment]
-    return transaction
 
 
 def _write_async(
@@ -720,17 +649,22 @@ async def _apsycopg_chunk(
 
 
 async def _run_async(
-    driver: str, target: Any, statements: _Statements, run: _Run, *, copy: bool, retry: RetrySetting
+    ops: DriverOps,
+    target: Any,
+    statements: _Statements,
+    run: _Run,
+    *,
+    copy: bool,
+    retry: RetrySetting,
 ) -> BatchResult:
     """Async twin of :func:`_run_sync`."""
-    transaction = _transaction_async(driver)
     config = _retry_config(target, retry)
     while chunk := run.next_rows():
-        body = _write_async(driver, statements, run, chunk, copy)
+        body = _write_async(ops.name, statements, run, chunk, copy)
         try:
-            async with _aborrow(target) as conn:
+            async with ops.borrow(target) as conn:
                 started = time.monotonic()
-                done, written = await transaction(conn, body, retry=config or False)
+                done, written = await ops.transaction(conn, body, retry=config or False)
         except Exception as exc:
             raise run.failure(exc) from exc
         run.committed(done, written, started)
@@ -755,11 +689,11 @@ async def ainsert_many(
 
         await ainsert_many(pool, "events", ["id", "kind"], ((i, "click") for i in range(10_000)))
     """
-    driver, statements, run = _plan(
+    ops, statements, run = _plan(
         target, table, columns, rows, on_conflict, chunk_rows, max_chunk_seconds, progress,
         is_async=True,
     )  # fmt: skip
-    return await _run_async(driver, target, statements, run, copy=False, retry=retry)
+    return await _run_async(ops, target, statements, run, copy=False, retry=retry)
 
 
 async def acopy_rows(
@@ -780,7 +714,7 @@ async def acopy_rows(
 
         await acopy_rows(conn, "events", ["id", "kind"], rows)
     """
-    driver, statements, run = _plan(
+    ops, statements, run = _plan(
         target, table, columns, rows, None, chunk_rows, max_chunk_seconds, progress, is_async=True
     )
-    return await _run_async(driver, target, statements, run, copy=True, retry=retry)
+    return await _run_async(ops, target, statements, run, copy=True, retry=retry)

@@ -227,6 +227,13 @@ OCC_CODES = ("OC000", "OC001")
 
 # --- Dialect (section 6) -----------------------------------------------------------------------------
 UNSUPPORTED_SQLSTATE = "0A000"
+#: A statement text the local endpoint cannot classify within its budgets (``rules/offload.py``):
+#: emulator decision (DSQL documents no limit on a statement's length).
+STATEMENT_TOO_COMPLEX = DsqlError(
+    "54001",
+    "statement too complex to check: it needs more than {seconds} s or {mib} MiB to parse;"
+    " split it into smaller statements",
+)
 #: Emulator decision for DSQL's class-22 refusals (bad CACHE, sequence type).
 INVALID_PARAMETER_SQLSTATE = "22023"
 #: Valid CACHE values for identity columns and sequences: exactly 1, or at least this.
@@ -320,3 +327,16 @@ INVALID_ARN = DsqlError(
     "invalid IAM ARN: {arn}",
     hint="Give the ARN of an IAM role or user, e.g. 'arn:aws:iam::123456789012:role/app'.",
 )  # emulator decision
+#: AWS IAM GRANT to a superuser or a role with REPLICATION/BYPASSRLS (DSQL has no such roles).
+IAM_PRIVILEGED_ROLE = DsqlError(
+    "42501",
+    'permission denied to map IAM identities to role "{role}"',
+    hint="DSQL has no superuser: map IAM identities to roles without SUPERUSER, REPLICATION or "
+    "BYPASSRLS (CREATE ROLE app WITH LOGIN).",
+)  # emulator decision
+#: DROP TRIGGER / ALTER TRIGGER / DISABLE TRIGGER of the local endpoint's own quota triggers.
+QUOTA_TRIGGER_PROTECTED = DsqlError(
+    "42501",
+    "permission denied: the local endpoint's quota triggers cannot be dropped, altered or disabled",
+    hint="They count the rows and bytes of each transaction as DSQL does; DSQL has no triggers.",
+)  # emulator decision (dsqlkit local only)

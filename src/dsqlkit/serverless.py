@@ -17,23 +17,26 @@ of work and the job outlives any number of connection lifetimes::
         with db.connection() as conn:
             return conn.execute("SELECT count(*) FROM orders").fetchone()[0]
 
-Drivers: ``"psycopg"``, ``"psycopg2"`` (sync), ``"asyncpg"``, ``"psycopg_async"`` (async), or
-any function returning a connection of one of them (``dsqlkit.psycopg.connect`` etc.).
+Drivers: a name of :mod:`dsqlkit.drivers` (``"psycopg"``, ``"psycopg2"``, sync; ``"asyncpg"``,
+``"psycopg_async"``, async), or any function returning a connection of one of them
+(``dsqlkit.psycopg.connect`` etc.).
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from dsqlkit import drivers
 from dsqlkit import dsql as spec
-from dsqlkit.batch import driver_of
+
+if TYPE_CHECKING:
+    from dsqlkit._driver import DriverOps
 
 __all__ = ["DEFAULT_MAX_AGE", "ReusableConnection"]
 
@@ -41,53 +44,16 @@ logger = logging.getLogger("dsqlkit")
 
 #: 55 minutes: 5 minutes (DSQL's longest transaction) before the 60-minute connection cap.
 DEFAULT_MAX_AGE = spec.CONNECTION_LIFETIME_SECONDS - spec.TRANSACTION_MAX_AGE_SECONDS
-_ASYNC_DRIVERS = ("asyncpg", "psycopg_async")
 
 
 def _connect_function(driver: str | Callable[..., Any]) -> tuple[Callable[..., Any], bool]:
     """The connect function for a driver name (or the caller's own) and whether it is async."""
     if callable(driver):
+        import inspect
+
         return driver, inspect.iscoroutinefunction(driver)
-    if driver == "psycopg":
-        from dsqlkit.psycopg import connect
-    elif driver == "psycopg2":
-        from dsqlkit.psycopg2 import connect  # type: ignore[assignment]
-    elif driver == "asyncpg":
-        from dsqlkit.asyncpg import connect  # type: ignore[assignment]
-    elif driver == "psycopg_async":
-        from dsqlkit.psycopg import connect_async as connect  # type: ignore[assignment]
-    else:
-        raise ValueError(
-            f"unknown driver {driver!r}: use 'psycopg', 'psycopg2', 'asyncpg', "
-            "'psycopg_async' or a connect function"
-        )
-    return connect, driver in _ASYNC_DRIVERS
-
-
-def _state(conn: Any) -> str:
-    """``"closed"``, ``"open-transaction"`` or ``"idle"``, from the driver's flags (no I/O)."""
-    driver = driver_of(conn)
-    if driver == "asyncpg":
-        if conn.is_closed():
-            return "closed"
-        return "open-transaction" if conn.is_in_transaction() else "idle"
-    if driver == "psycopg2":
-        import psycopg2.extensions as ext
-
-        status = (
-            conn.get_transaction_status() if not conn.closed else ext.TRANSACTION_STATUS_UNKNOWN
-        )
-        if status == ext.TRANSACTION_STATUS_UNKNOWN:
-            return "closed"
-        return "idle" if status == ext.TRANSACTION_STATUS_IDLE else "open-transaction"
-    from psycopg.pq import TransactionStatus
-
-    if conn.closed or conn.broken:
-        return "closed"
-    status = conn.info.transaction_status
-    if status == TransactionStatus.UNKNOWN:
-        return "closed"
-    return "idle" if status == TransactionStatus.IDLE else "open-transaction"
+    ops = drivers.get(driver)
+    return ops.connect, ops.is_async
 
 
 class ReusableConnection:
@@ -130,6 +96,7 @@ class ReusableConnection:
         self.max_age = max_age
         self.margin = margin
         self._conn: Any = None
+        self._ops: DriverOps | None = None  # the held connection's registry row
         self._expires = 0.0
         self._born = 0.0
         self._suspect = False  # the last use failed: ping before handing out again
@@ -153,7 +120,7 @@ class ReusableConnection:
         """What the held connection needs: ``"new"``, ``"rollback"``, ``"ping"`` or ``"ok"``."""
         if self._conn is None or time.monotonic() >= self._expires:
             return "new"
-        state = _state(self._conn)
+        state = self._driver().state(self._conn)
         if state == "closed":
             return "new"
         if state == "open-transaction":
@@ -187,10 +154,15 @@ class ReusableConnection:
             self._suspect = True
             raise
 
+    def _driver(self) -> DriverOps:
+        assert self._ops is not None, "no connection held"
+        return self._ops
+
     def _opened(self, conn: Any) -> Any:
         """Keep ``conn`` (new) as the held connection; a replacement is logged (sync and async)."""
         now = time.monotonic()
         self._conn, self._born, self._suspect = conn, now, False
+        self._ops = drivers.of(conn)
         self._expires = now + self.max_age - random.uniform(0, self.margin)
         self.connections_opened += 1
         if self.connections_opened > 1:
@@ -223,10 +195,11 @@ class ReusableConnection:
 
     def _hand_out(self) -> Any:
         verdict = self._verdict()
-        if verdict == "rollback":
-            verdict = "ok" if self._try(lambda: self._conn.rollback()) else "new"
-        if verdict == "ping":
-            verdict = "ok" if self._try(lambda: _ping(self._conn)) else "new"
+        ops = self._ops
+        if verdict == "rollback" and ops is not None:
+            verdict = "ok" if self._try(lambda: ops.rollback(self._conn)) else "new"
+        if verdict == "ping" and ops is not None:
+            verdict = "ok" if self._try(lambda: ops.ping(self._conn)) else "new"
         if verdict == "new":
             self._discard()
             self._opened(self._connect(**self._kwargs))
@@ -259,8 +232,7 @@ class ReusableConnection:
     def _discard(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
+            self._driver().discard(conn)
 
     # --- async --------------------------------------------------------------------------------
 
@@ -273,10 +245,11 @@ class ReusableConnection:
 
     async def _ahand_out(self) -> Any:
         verdict = self._verdict()
-        if verdict == "rollback":
-            verdict = "ok" if await self._atry(_arollback) else "new"
-        if verdict == "ping":
-            verdict = "ok" if await self._atry(_aping) else "new"
+        ops = self._ops
+        if verdict == "rollback" and ops is not None:
+            verdict = "ok" if await self._atry(ops.rollback) else "new"
+        if verdict == "ping" and ops is not None:
+            verdict = "ok" if await self._atry(ops.ping) else "new"
         if verdict == "new":
             await self._adiscard()
             self._opened(await self._connect(**self._kwargs))
@@ -305,33 +278,5 @@ class ReusableConnection:
 
     async def _adiscard(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is None:
-            return
-        if driver_of(conn) == "asyncpg":
-            conn.terminate()  # no round trip: the server may already have closed it
-        else:
-            with contextlib.suppress(Exception):
-                await conn.close()
-
-
-def _ping(conn: Any) -> None:
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1")
-    if not conn.autocommit:
-        conn.rollback()  # the SELECT opened a transaction: hand the connection out idle
-
-
-async def _aping(conn: Any) -> None:
-    if driver_of(conn) == "asyncpg":
-        await conn.fetchval("SELECT 1")
-    else:
-        await conn.execute("SELECT 1")
-        if not conn.autocommit:
-            await conn.rollback()
-
-
-async def _arollback(conn: Any) -> None:
-    if driver_of(conn) == "asyncpg":
-        await conn.execute("ROLLBACK")
-    else:
-        await conn.rollback()
+        if conn is not None:
+            await self._driver().discard(conn)

@@ -1,7 +1,11 @@
 """SQLAlchemy engines for Aurora DSQL (sync and async) and an OCC retry helper for sessions.
 
-Each pooled connection is opened by dsqlkit's connect (a fresh IAM token, TLS defaults, connect
-backoff, rate limit), recycled before DSQL's 60-minute cap and pinged before use::
+The engines use the official Aurora DSQL dialect (``auroradsql``, from aurora-dsql-sqlalchemy:
+``CREATE INDEX ASYNC``, ``NOT VALID`` constraints, one DDL per transaction, DSQL-shaped catalog
+queries), ``auroradsql+psycopg`` / ``+psycopg2`` as shipped and ``auroradsql+asyncpg`` /
+``+psycopg_async`` built on it by :mod:`dsqlkit._sqlalchemy_dialects`. Each pooled connection is
+opened by dsqlkit's connect (a fresh IAM token, TLS defaults, connect backoff, rate limit),
+recycled before DSQL's 60-minute cap and pinged before use (``pip install 'dsqlkit[sqlalchemy]'``)::
 
     from sqlalchemy.orm import sessionmaker
     import dsqlkit.sqlalchemy as dsa
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import sqlalchemy
 from sqlalchemy.orm import Session, sessionmaker
 
-from dsqlkit import _driver
+from dsqlkit import _driver, drivers
 from dsqlkit.retry import (
     RetrySetting,
     arun_with_occ_retry,
@@ -43,8 +47,24 @@ T = TypeVar("T")
 POOL_RECYCLE = _driver.POOL_MAX_LIFETIME
 #: DSQL runs every transaction as REPEATABLE READ.
 ISOLATION_LEVEL = "REPEATABLE READ"
-_SYNC = {"psycopg": "postgresql+psycopg://", "psycopg2": "postgresql+psycopg2://"}
-_ASYNC = {"asyncpg": "postgresql+asyncpg://", "psycopg": "postgresql+psycopg_async://"}
+_SYNC = {"psycopg": "auroradsql+psycopg://", "psycopg2": "auroradsql+psycopg2://"}
+_ASYNC = {"asyncpg": "auroradsql+asyncpg://", "psycopg_async": "auroradsql+psycopg_async://"}
+
+
+def _require_dialect(is_async: bool) -> None:
+    """The official dialect must be installed; the async ones are registered on first use."""
+    try:
+        if is_async:
+            from dsqlkit._sqlalchemy_dialects import register
+
+            register()
+        else:
+            import aurora_dsql_sqlalchemy  # noqa: F401  (its entry points name the dialects)
+    except ImportError as exc:
+        raise ImportError(
+            f"dsqlkit's SQLAlchemy engines use the official Aurora DSQL dialect ({exc.name} is "
+            "missing): pip install 'dsqlkit[sqlalchemy]' (adds aurora-dsql-sqlalchemy)"
+        ) from exc
 
 
 def _prepare(
@@ -52,7 +72,10 @@ def _prepare(
 ) -> tuple[str, dict[str, Any]]:
     """The dialect URL and the connect arguments, validated now (not at the first checkout)."""
     if driver not in table:
-        raise ValueError(f"driver must be one of {', '.join(map(repr, table))}, got {driver!r}")
+        hint = " (psycopg's async driver is 'psycopg_async')" if driver == "psycopg" else ""
+        raise ValueError(
+            f"driver must be one of {', '.join(map(repr, table))}, got {driver!r}{hint}"
+        )
     kwargs = dict(connect_kwargs)
     if dsn is not None:
         kwargs["dsn" if driver in ("psycopg2", "asyncpg") else "conninfo"] = dsn
@@ -105,10 +128,8 @@ def create_engine(
             conn.exec_driver_sql("SELECT 1")
     """
     url, kwargs = _prepare(driver, _SYNC, dsn, connect_kwargs)
-    if driver == "psycopg":
-        from dsqlkit.psycopg import connect
-    else:
-        from dsqlkit.psycopg2 import connect  # type: ignore[assignment]
+    _require_dialect(is_async=False)
+    connect = drivers.get(driver).connect
     options = _engine_options(driver, dict(engine_options or {}))
     return sqlalchemy.create_engine(url, creator=lambda: connect(**kwargs), **options)
 
@@ -120,7 +141,7 @@ def create_async_engine(
     engine_options: dict[str, Any] | None = None,
     **connect_kwargs: Any,
 ) -> AsyncEngine:
-    """Async twin of :func:`create_engine`: ``driver`` is ``"asyncpg"`` or ``"psycopg"``.
+    """Async twin of :func:`create_engine`: ``driver`` is ``"asyncpg"`` or ``"psycopg_async"``.
 
     Example::
 
@@ -131,11 +152,8 @@ def create_async_engine(
     from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
     url, kwargs = _prepare(driver, _ASYNC, dsn, connect_kwargs)
-    connect: Callable[..., Awaitable[Any]]
-    if driver == "asyncpg":
-        from dsqlkit.asyncpg import connect
-    else:
-        from dsqlkit.psycopg import connect_async as connect
+    _require_dialect(is_async=True)
+    connect: Callable[..., Awaitable[Any]] = drivers.get(driver).connect
 
     async def creator() -> Any:
         return await connect(**kwargs)

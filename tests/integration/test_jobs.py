@@ -92,6 +92,44 @@ def test_create_index_async_builds_after_commit(conn, table):
     assert plan
 
 
+def in_pg_indexes(conn: psycopg.Connection, name: str) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_indexes WHERE indexname = %s", (name,)).fetchone()
+    return row == (1,)
+
+
+def test_async_index_is_in_the_catalog_at_commit_not_valid_until_built(connect, table):
+    """As DSQL (issue 12): pg_indexes has the index as soon as the transaction commits, and
+    pg_index.indisvalid is false until the job ends. ORM migration tools check at once."""
+    submitter, other = connect(), connect()
+    submitter.execute("BEGIN")
+    job_id = submit(submitter, f"CREATE INDEX ASYNC {table}_cat ON {table} (n)")
+    assert index_valid(submitter, f"{table}_cat") is False  # the job cannot have run yet
+    assert not in_pg_indexes(other, f"{table}_cat")
+    submitter.execute("COMMIT")
+    assert in_pg_indexes(other, f"{table}_cat")  # at once, every time
+    assert wait(other, job_id) is True
+    assert index_valid(other, f"{table}_cat") is True
+
+
+def test_drop_index_cancels_a_build_in_progress(connect, table):
+    """The runner is held on an earlier job (an open writer holds its table), so the second
+    index is in the catalog, not valid, when it is dropped; its job then ends as failed."""
+    conn = connect()
+    conn.execute(f"CREATE TABLE {table}_held (id int)")
+    writer = connect()
+    writer.execute("BEGIN")
+    writer.execute(f"INSERT INTO {table}_held VALUES (1)")
+    held = submit(conn, f"CREATE INDEX ASYNC {table}_held_i ON {table}_held (id)")
+    job_id = submit(conn, f"CREATE INDEX ASYNC {table}_drop ON {table} (n)")
+    assert in_pg_indexes(conn, f"{table}_drop") and index_valid(conn, f"{table}_drop") is False
+    conn.execute(f"DROP INDEX {table}_drop")
+    writer.execute("ROLLBACK")
+    assert wait(conn, held) is True
+    assert wait(conn, job_id) is False
+    row = job(conn, job_id)
+    assert row["status"] == "failed" and "cancelled" in row["details"]
+
+
 def test_unnamed_async_index_gets_postgresql_s_name(conn, table):
     job_id = submit(conn, f"create index async on {table} (n)")
     assert wait(conn, job_id) is True

@@ -68,7 +68,7 @@ def test_sync_engine_orm_work(kwargs, driver):
         engine.dispose()
 
 
-@pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg_async"])
 async def test_async_engine_orm_work(kwargs, driver):
     engine = dsa.create_async_engine(driver=driver, **kwargs)
     try:

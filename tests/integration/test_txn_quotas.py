@@ -195,7 +195,8 @@ def test_tables_created_before_the_triggers_are_counted_after_a_restart_of_the_b
 
 
 def test_endpoint_connections_only_are_counted(endpoint, table):
-    """The limits come with the endpoint's sessions: a direct backend session is not counted."""
+    """Superuser sessions (the endpoint's own, psql on the backend) are not counted; no client
+    role is a superuser."""
     with psycopg.connect(endpoint.backend.dsn(), autocommit=True) as admin:
         insert_rows(admin, f"public.{table}", 1, MAX_ROWS * 3)
         assert count(admin, f"public.{table}") == MAX_ROWS * 3

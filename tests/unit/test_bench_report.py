@@ -187,7 +187,7 @@ def test_parse_names_lists_the_valid_ones() -> None:
     assert parse_names("pool, connect,pool", PATTERNS, "pattern") == ("pool", "connect")
     with pytest.raises(UsageError) as error:
         parse_names("psycopg2,mysql", list(DRIVERS), "driver")
-    assert "mysql" in str(error.value) and "psycopg2, psycopg, psycopg-async, asyncpg" in str(
+    assert "mysql" in str(error.value) and "psycopg2, psycopg, psycopg_async, asyncpg" in str(
         error.value
     )
 

@@ -473,39 +473,55 @@ def test_replication_connections_are_refused() -> None:
 V, VNUM = spec.SERVER_VERSION, spec.SERVER_VERSION_NUM
 _TEXT = "AS pg_catalog.text)"
 
-#: (statement, the SQL the backend runs instead, the client's command tag)
+#: (statement, the SQL the backend runs instead, the client's command tag). Only the call's name
+#: changes (sys.version, sys.current_setting: sql/40_compat.sql), so the column keeps its name.
 VERSION_REWRITES = [
-    ("SELECT version()", "SELECT sys.dsql_version() AS version", None),
-    ("select pg_catalog.version()", "SELECT sys.dsql_version() AS version", None),
-    ("SELECT version()::text", "SELECT CAST(sys.dsql_version() AS text) AS version", None),
-    ("SELECT version() AS v", "SELECT sys.dsql_version() AS v", None),
-    ("SELECT upper(version())", "SELECT upper(sys.dsql_version())", None),
-    ("SELECT * FROM version()", "SELECT * FROM sys.dsql_version() AS version", None),
-    ("SELECT * FROM pg_catalog.version() v", "SELECT * FROM sys.dsql_version() AS v", None),
+    ("SELECT version()", "SELECT sys.version()", None),
+    ("select pg_catalog.version()", "select sys.version()", None),
+    ('SELECT "pg_catalog"."version" ()', "SELECT sys.version()", None),
+    ("SELECT pg_catalog. /* ( */ version()", "SELECT sys.version()", None),
+    ("SELECT version()::text", "SELECT sys.version()::text", None),
+    ("SELECT version() AS v", "SELECT sys.version() AS v", None),
+    ("SELECT upper(version())", "SELECT upper(sys.version())", None),
+    ("SELECT * FROM version()", "SELECT * FROM sys.version()", None),
+    ("SELECT * FROM pg_catalog.version() v", "SELECT * FROM sys.version() v", None),
     ("SHOW server_version", f"SELECT CAST('{V}' {_TEXT} AS server_version", "SHOW"),
     ("show SERVER_VERSION_NUM", f"SELECT CAST('{VNUM}' {_TEXT} AS server_version_num", "SHOW"),
     (
         "SELECT current_setting('server_version')",
-        f"SELECT CAST('{V}' {_TEXT} AS current_setting",
+        "SELECT sys.current_setting('server_version')",
         None,
     ),
     (
         "SELECT pg_catalog.current_setting('server_version_num', true)::int",
-        f"SELECT CAST(CAST('{VNUM}' {_TEXT} AS integer) AS current_setting",
+        "SELECT sys.current_setting('server_version_num', true)::int",
+        None,
+    ),
+    # The arguments stay, parameters included; FROM keeps a function.
+    (
+        "SELECT current_setting('server_version', $1)",
+        "SELECT sys.current_setting('server_version', $1)",
+        None,
+    ),
+    (
+        "SELECT * FROM current_setting('server_version')",
+        "SELECT * FROM sys.current_setting('server_version')",
         None,
     ),
     # Parameters survive (extended protocol), and so do other statements of the string.
     (
         "SELECT version(), $1::int WHERE $2 = 'x'",
-        "SELECT sys.dsql_version() AS version, CAST($1 AS integer) WHERE $2 = 'x'",
+        "SELECT sys.version(), $1::int WHERE $2 = 'x'",
         None,
     ),
     (
         "UPDATE t SET v = version() WHERE id = $1",
-        "UPDATE t SET v = sys.dsql_version() WHERE id = $1",
+        "UPDATE t SET v = sys.version() WHERE id = $1",
         None,
     ),
-    ("SELECT 1; SELECT version()", "SELECT 1; SELECT sys.dsql_version() AS version", None),
+    ("SELECT 1; SELECT version()", "SELECT 1; SELECT sys.version()", None),
+    # Byte offsets (the parser's) against characters: non-ASCII text before the call.
+    ("SELECT 'é☃', version()", "SELECT 'é☃', sys.version()", None),
 ]
 
 NO_VERSION_REWRITE = [
@@ -517,8 +533,6 @@ NO_VERSION_REWRITE = [
     "SHOW work_mem",
     "SELECT current_setting('work_mem')",
     "SELECT current_setting($1)",  # the name is only known at Bind
-    "SELECT current_setting('server_version', $1)",  # dropping $1 would change the parameters
-    "SELECT * FROM current_setting('server_version')",  # FROM needs a function
     "SHOW server_version; SELECT 1",  # one tag for the whole string: SHOW alone only
     "SELECT setting FROM pg_settings WHERE name = 'server_version'",  # left as it is (documented)
 ]
@@ -542,10 +556,7 @@ def test_session_rewrites_version_questions_unless_refused() -> None:
     assert (decision.action, decision.command_tag) == (Action.REWRITE, "SHOW")
     assert decision.sql == classify("SHOW server_version").rewrite
     decision = session.on_statement("SELECT version()", extended=False)
-    assert (decision.action, decision.sql) == (
-        Action.REWRITE,
-        "SELECT sys.dsql_version() AS version",
-    )
+    assert (decision.action, decision.sql) == (Action.REWRITE, "SELECT sys.version()")
     assert session.on_statement("SELECT 1", extended=False).action is Action.FORWARD
     refused = session.on_statement("SELECT version() FROM t FOR SHARE", extended=False)
     assert (refused.action, refused.error) == (Action.REFUSE, R("locking"))
@@ -557,6 +568,7 @@ def test_rules_give_backend_sessions_the_version() -> None:
 
     parameters = DsqlRules(EndpointConfig()).backend_startup_parameters()
     assert parameters["dsqlkit.server_version"] == spec.SERVER_VERSION
+    assert parameters["dsqlkit.server_version_num"] == spec.SERVER_VERSION_NUM
 
 
 def test_long_texts_are_classified_but_not_cached():
@@ -565,7 +577,7 @@ def test_long_texts_are_classified_but_not_cached():
     values = ", ".join(f"({i}, 'row {i}')" for i in range(600))  # a bulk INSERT, bound client-side
     sql = f"INSERT INTO t (id, v) VALUES {values}"
     assert len(sql) > dialect.CACHEABLE_LENGTH
-    before = dialect._classify_cached.cache_info().currsize
+    before = len(dialect._cache)
     assert classify(sql).kinds == (Kind.DML,)
     assert classify(f"TRUNCATE t; {sql}").refusal.message == "unsupported statement: Truncate"
-    assert dialect._classify_cached.cache_info().currsize == before
+    assert len(dialect._cache) == before

@@ -191,3 +191,27 @@ def test_raise_sql_quotes_safely() -> None:
     assert pg.raise_sql(error) == (
         "SELECT sys.dsqlkit_raise(E'0A000', E'it''s a \\\\ test', NULL, E'h''')"
     )
+
+
+def test_single_mode_splits_one_message_per_feed() -> None:
+    # Before authentication: the password, and what follows it stays bytes until asked for.
+    reader = pg.MessageReader(frozenset({ord("p")}))
+    reader.single = True
+    data = pg.password_message("tok") + pg.flush() * 3 + pg.query("SELECT 1")
+    first = reader.feed(data)
+    assert [(kind, bytes(frame)) for kind, frame in first] == [
+        (ord("p"), pg.password_message("tok"))
+    ]
+    assert reader.buffered == len(data) - len(pg.password_message("tok"))
+    reader.single = False
+    reader.inspect = frozenset({ord("Q")})
+    rest = reader.feed(b"")
+    assert b"".join(bytes(frame) for _, frame in rest) == pg.flush() * 3 + pg.query("SELECT 1")
+    reader = pg.MessageReader(frozenset({ord("p")}), max_size=64)
+    reader.single = True
+    try:
+        reader.feed(b"p" + pg.INT32.pack(1000))
+    except pg.ProtocolError as exc:
+        assert exc.error == spec.INVALID_MESSAGE_LENGTH
+    else:
+        raise AssertionError("an oversized password header was accepted")

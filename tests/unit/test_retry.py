@@ -117,10 +117,8 @@ def test_every_api_defaults_retry_to_none_meaning_inherit(module):
 
     mod = importlib.import_module(f"dsqlkit.{module}")
     found = 0
-    for name in dir(mod):
+    for name in mod.__all__:  # the public API, pools included (loaded on first use)
         obj = getattr(mod, name)
-        if name.startswith("_") or getattr(obj, "__module__", None) != mod.__name__:
-            continue
         functions = (
             [obj]
             if inspect.isfunction(obj)

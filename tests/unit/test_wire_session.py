@@ -7,6 +7,7 @@ the relay sent each way. DSQL's real rules decide (``DsqlSession`` with an ``Occ
 
 from __future__ import annotations
 
+import asyncio
 import struct
 
 import pytest
@@ -17,7 +18,14 @@ from dsqlkit.local.rules import occ
 from dsqlkit.local.rules.policy import SessionPolicy
 from dsqlkit.local.rules.session import DsqlSession
 from dsqlkit.local.wire import protocol as pg
-from dsqlkit.local.wire.session import CLIENT_INSPECT, SERVER_INSPECT, Close, Relay
+from dsqlkit.local.wire.session import CLIENT_INSPECT, SERVER_INSPECT, Close, Relay, Wait
+from dsqlkit.local.wire.startup import (
+    AUTH_MAX_MESSAGE,
+    AskPassword,
+    Authenticate,
+    Cancel,
+    Startup,
+)
 
 
 def bind(statement: str = "", portal: str = "") -> bytes:
@@ -137,6 +145,30 @@ def test_unnamed_statement_is_checked_again_when_bound_again() -> None:
     assert raised(peers.sent_to_backend(), spec.TRANSACTION_ABORTED)  # the backend's txn fails
 
 
+def test_a_parse_the_backend_refused_or_skipped_keeps_nothing() -> None:
+    peers = Peers()
+    # Refused by the backend (no such table): the name is free again.
+    peers.send(pg.parse("s", "INSERT INTO nosuch VALUES (1)"), pg.sync())
+    peers.answer(backend_error("42P01", 'relation "nosuch" does not exist'), rfq("I"))
+    # Skipped by the backend (an error before it in the batch): the name is free too.
+    peers.send(pg.parse("t", "SELECT 1/0"), bind("t"), execute())
+    peers.send(pg.parse("u", "INSERT INTO t VALUES (1)"), pg.sync())
+    peers.answer(pg.message(b"1"), pg.message(b"2"), backend_error("22012", "division"), rfq("I"))
+    for name in ("s", "u"):
+        peers.send(pg.parse(name, f"CREATE TABLE {name}_t (a int)"), pg.sync())
+        peers.answer(pg.message(b"1"), rfq("I"))
+    begin(peers)
+    peers.round_trip("INSERT INTO t VALUES (1)", cc("INSERT 0 1"), rfq("T"))
+    for name in ("s", "u"):  # each runs its CREATE TABLE: checked as DDL
+        sent = peers.send(bind(name), execute(), pg.sync())
+        assert [kind for kind, _ in sent] == ["C", "H", "S"]
+        assert error_of(peers.answer(pg.message(b"3"), rfq("T")))["M"] == (spec.DDL_AND_DML.message)
+        peers.answer(backend_error("25P02", "aborted"), rfq("E"))  # our raise: swallowed
+        peers.round_trip("ROLLBACK", cc("ROLLBACK"), rfq("I"))
+        begin(peers)
+        peers.round_trip("INSERT INTO t VALUES (1)", cc("INSERT 0 1"), rfq("T"))
+
+
 def test_commit_counts_when_executed_not_when_parsed() -> None:
     peers = Peers()
     begin(peers)
@@ -202,7 +234,12 @@ def test_invalid_bytes_get_22021_and_the_session_goes_on() -> None:
 def test_statement_nested_too_deep_gets_54001() -> None:
     peers = Peers()
     deep = "SELECT " + "ARRAY[" * 500 + "1" + "]" * 500  # deeper than the JSON decoder's stack
-    assert raised(peers.send(pg.query(deep)), spec.STACK_DEPTH_EXCEEDED)
+    sent = peers.send(pg.query(deep))
+    # A long text is decided in the classifier's worker process: carry the Wait out as the shell does.
+    for wait in [event for event in peers.relay.events if isinstance(event, Wait)]:
+        peers.relay.resolved(asyncio.run(wait.decision), wait)  # type: ignore[arg-type]
+        sent += peers.sent_to_backend()
+    assert raised(sent, spec.STACK_DEPTH_EXCEEDED)
     peers.answer(backend_error("54001", spec.STACK_DEPTH_EXCEEDED.message), rfq("I"))
     assert queries(peers.send(pg.query("SELECT 1"))) == ["SELECT 1"]
 
@@ -307,3 +344,57 @@ def test_password_must_be_exactly_one_c_string() -> None:
     with pytest.raises(pg.ProtocolError) as info:
         pg.parse_password(b"token\0junk")
     assert info.value.error is spec.INVALID_PASSWORD_PACKET
+
+
+# --- the startup and password phase (wire/startup.py) ---------------------------------------
+
+
+def startup_machine(**kwargs: object) -> Startup:
+    return Startup(policy_for=lambda user: DsqlSession(Quotas()), **kwargs)  # type: ignore[arg-type]
+
+
+def hello(**params: str) -> bytes:
+    return pg.startup_message({"user": "admin", "database": "postgres", **params})
+
+
+def test_startup_asks_for_the_password_then_takes_exactly_one() -> None:
+    machine = startup_machine()
+    machine.receive(hello() + pg.password_message("tok") + pg.query("SELECT 1"))
+    assert [type(e) for e in machine.events] == [AskPassword, Authenticate]
+    assert machine.events[1] == Authenticate("tok")
+    # What followed the password was not split before authentication: the relay gets it.
+    assert [kind for kind, _ in machine.pipelined()] == [ord("Q")]
+
+
+@pytest.mark.parametrize(
+    ("packet", "error"),
+    [
+        (hello(options="-ec dsqlkit.rows=-1000000"), spec.PARAMETER_NOT_SUPPORTED),
+        (hello(replication="database"), spec.REPLICATION_UNSUPPORTED),
+        (pg.startup_message({"user": "admin", "database": "other"}), spec.DATABASE_MISSING),
+        (hello() + pg.message(b"p", b"tok\0junk"), spec.INVALID_PASSWORD_PACKET),
+        (hello() + b"p" + pg.INT32.pack(10 << 20), spec.INVALID_MESSAGE_LENGTH),
+        (hello() + pg.query("SELECT 1"), spec.PROTOCOL_VIOLATION),
+    ],
+)
+def test_startup_refusals(packet: bytes, error: spec.DsqlError) -> None:
+    machine = startup_machine()
+    machine.receive(packet)
+    (close,) = [e for e in machine.events if isinstance(e, Close)]
+    assert close.error is not None and close.error.sqlstate == error.sqlstate
+    assert close.error.severity == "FATAL" and machine.done
+
+
+def test_password_header_over_a_token_is_refused_before_its_body() -> None:
+    machine = startup_machine()
+    machine.receive(hello())
+    machine.receive(b"p" + pg.INT32.pack(AUTH_MAX_MESSAGE + 1))  # one byte over: header only
+    assert machine.events[-1] == Close(spec.INVALID_MESSAGE_LENGTH, "protocol")
+    assert machine.reader.buffered == 0
+
+
+def test_cancel_request_over_tls() -> None:
+    machine = startup_machine()
+    machine.receive(pg.cancel_request(7, b"\1\2\3\4"))
+    (event,) = machine.events
+    assert isinstance(event, Cancel) and event.request.process_id == 7

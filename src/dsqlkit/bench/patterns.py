@@ -264,8 +264,8 @@ DRIVERS: dict[str, Driver] = {
         cold_query="c.execute(q).fetchall()",
         extra_kwargs={"autocommit": True},
     ),
-    "psycopg-async": Driver(
-        "psycopg-async",
+    "psycopg_async": Driver(
+        "psycopg_async",
         "psycopg",
         "psycopg",
         "psycopg",

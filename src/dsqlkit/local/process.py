@@ -33,6 +33,11 @@ class EndpointProcess:
         self._process: multiprocessing.process.BaseProcess | None = None
         self._pipe: Connection | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The endpoint process's id while it runs (to measure its memory or CPU time)."""
+        return None if self._process is None else self._process.pid
+
     def __enter__(self) -> EndpointAddress:
         # spawn, not fork: the parent may have threads (and a running event loop).
         context = multiprocessing.get_context("spawn")

@@ -18,7 +18,7 @@ from collections.abc import Coroutine
 from typing import Any, Protocol, cast
 
 from dsqlkit import dsql as spec
-from dsqlkit.auth.sigv4 import MAX_TOKEN_LENGTH, TokenRejected, verify_token
+from dsqlkit.auth.sigv4 import TokenRejected, verify_token
 from dsqlkit.local.backend.pool import BackendPool, ParkedSession, PoolKey, pool_key
 from dsqlkit.local.config import EndpointConfig
 from dsqlkit.local.identities import Identities
@@ -26,6 +26,7 @@ from dsqlkit.local.rules.policy import Decision, EndpointRules, SessionPolicy
 from dsqlkit.local.tls import sni_of
 from dsqlkit.local.wire import protocol as pg
 from dsqlkit.local.wire.session import CLIENT_INSPECT, SERVER_INSPECT, Close, Relay, Wait
+from dsqlkit.local.wire.startup import AskPassword, Authenticate, Cancel, Startup
 
 __all__ = ["BackendLink", "ClientSession", "SessionHost"]
 
@@ -37,15 +38,9 @@ _REWRITTEN_STATUS = {
     "server_version": spec.SERVER_VERSION,
     "server_version_num": spec.SERVER_VERSION_NUM,
 }
-_C, _Z, _E, _PASSWORD = ord("C"), ord("Z"), ord("E"), ord("p")
+_C, _Z, _E = ord("C"), ord("Z"), ord("E")
 _CLIENT_INSPECT = CLIENT_INSPECT
 _SERVER_INSPECT = SERVER_INSPECT
-#: Before the relay starts: the password, and the relay's own types so that anything a client
-#: pipelines behind its password is already split for the relay when it starts.
-_AUTH_INSPECT = CLIENT_INSPECT | {_PASSWORD}
-#: Before authentication every message is at most a maximal token's PasswordMessage: the
-#: reader refuses a longer header at once, so an unauthenticated client pins at most this much.
-_AUTH_MAX_MESSAGE = MAX_TOKEN_LENGTH + 5
 _BACKEND_STARTUP_INSPECT = frozenset({ord("R"), ord("S"), ord("K"), _Z, _E})
 #: PostgreSQL's cannot_connect_now (starting up, recovering, shutting down).
 _CANNOT_CONNECT_NOW = "57P03"
@@ -129,7 +124,9 @@ class ClientSession(asyncio.Protocol):
         self._startup_status: list[bytes] = []
         self._encoding = "UTF8"  # the backend's client_encoding at startup
         self._loop = endpoint.loop
-        self._reader = pg.MessageReader(_AUTH_INSPECT, startup=True, max_size=_AUTH_MAX_MESSAGE)
+        self._startup = Startup(policy_for=endpoint.rules.session, refusal=refusal)
+        self._reader = self._startup.reader  # the relay's too, once authenticated
+        self._relay_started = False
         self._inbox: collections.deque[pg.Frame] = collections.deque()
         self._paused: set[str] = set()
         self._to_client: list[bytes | memoryview] = []
@@ -158,21 +155,26 @@ class ClientSession(asyncio.Protocol):
             self._refuse(spec.UNKNOWN_HOST.format(host=self.sni), "unknown_host")
 
     def data_received(self, data: bytes) -> None:
-        if self.state is _State.CLOSED:
-            return
-        try:
-            frames = self._reader.feed(data)
-        except pg.ProtocolError as exc:
-            self._refuse(exc.error, "protocol")
-            return
-        relay = self.relay
-        if relay is not None and self.state is _State.RELAY:
-            relay.client(frames)
-            self._after_relay(relay)
+        state = self.state
+        if state is _State.RELAY and self.relay is not None:
+            if not self._relay_started:
+                self._start_relay()
+            try:
+                frames = self._reader.feed(data)
+            except pg.ProtocolError as exc:
+                self._refuse(exc.error, "protocol")
+                return
+            self.relay.client(frames)
+            self._after_relay(self.relay)
             self._flush_client()
-            return
-        self._inbox.extend(frames)
-        self._drain_startup()
+        elif state is _State.STARTUP or state is _State.AUTH:
+            self._startup.receive(data)
+            self._after_startup()
+        elif state is _State.CONNECTING:  # read before the pause took effect: kept in order
+            try:
+                self._inbox.extend(self._reader.feed(data))
+            except pg.ProtocolError as exc:
+                self._refuse(exc.error, "protocol")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._release_backend()
@@ -275,9 +277,6 @@ class ClientSession(asyncio.Protocol):
             out = relay.to_backend
             relay.to_backend = []
             self.backend.write(out[0] if len(out) == 1 else b"".join(out))
-        if relay.to_client:
-            self._to_client += relay.to_client
-            relay.to_client = []
         if relay.events:
             events, relay.events = relay.events, []
             for event in events:
@@ -325,14 +324,9 @@ class ClientSession(asyncio.Protocol):
 
     def backend_message(self, kind: int, data: memoryview) -> None:
         """A message from the backend in the relay phase (the hot path)."""
-        relay = self.relay
-        assert relay is not None
-        relay.backend(kind, data)
-        if relay.to_backend or relay.events or relay.held != ("hold" in self._paused):
-            self._after_relay(relay)
-        elif relay.to_client:
-            self._to_client += relay.to_client
-            relay.to_client = []
+        # Its bytes for the client go to self._to_client (shared); the rest is carried out
+        # once per backend read, in flush().
+        self.relay.backend(kind, data)  # type: ignore[union-attr]
 
     def backend_lost(self) -> None:
         """The backend connection dropped (PostgreSQL stopped or crashed)."""
@@ -351,67 +345,44 @@ class ClientSession(asyncio.Protocol):
 
     # --- startup and authentication ----------------------------------------------------------
 
-    def _drain_startup(self) -> None:
-        """Handle queued frames before the relay: the startup packet, then the password."""
-        inbox = self._inbox
-        try:
-            while inbox and self.state in (_State.STARTUP, _State.AUTH):
-                kind, data = inbox.popleft()
-                if self.state is _State.STARTUP and kind == pg.STARTUP:
-                    self._startup(pg.parse_startup_packet(data[4:]))
-                    inbox.extend(self._reader.feed(b""))
-                elif self.state is _State.AUTH and kind == _PASSWORD:
-                    self._password(pg.parse_password(data[5:]))
-                else:
-                    raise pg.ProtocolError(spec.PROTOCOL_VIOLATION.format(kind=chr(max(kind, 0))))
-        except pg.ProtocolError as exc:
-            self._refuse(exc.error, "protocol")
-
-    def _startup(self, packet: pg.StartupPacket) -> None:
-        if isinstance(packet, pg.CancelRequest):  # libpq 17 sends cancels over TLS too
-            self.endpoint.cancel(packet)
-            self.state = _State.CLOSED
-            assert self.transport is not None
-            self.transport.close()
-            return
-        if not isinstance(packet, pg.StartupMessage):
-            raise pg.ProtocolError(spec.INVALID_STARTUP_PACKET)
-        if self.refusal is not None:
-            self._refuse(self.refusal, "rate" if self.refusal is spec.RATE_EXCEEDED else "cap")
-            return
-        if packet.minor > 0 or packet.protocol_options:
-            self._write_client(pg.negotiate_protocol_version(0, packet.protocol_options))
-        params = packet.parameters
-        self.user = params.get("user", "")
-        if not self.user:
-            self._refuse(spec.USER_MISSING, "user_missing")
-            return
-        database = params.get("database") or self.user
-        if database != spec.DATABASE:
-            self._refuse(spec.DATABASE_MISSING.format(database=database), "database")
-            return
-        self.parameters = params
-        self.policy = self.endpoint.rules.session(self.user)
-        refused = self.policy.check_startup(params)
-        if refused is not None:
-            self._refuse(refused, "startup_parameters")
-            return
-        self.state = _State.AUTH
-        self._reader.startup = False
-        delay = self.endpoint.config.connect_delay_ms / 1000.0
-        if delay > 0:
-            self._timers.append(
-                self._loop.call_later(
-                    delay, self._write_client, pg.authentication_cleartext_password()
+    def _after_startup(self) -> None:
+        """Carry out what the startup machine asked (its bytes, then its events)."""
+        startup = self._startup
+        if startup.to_client:
+            self._to_client += startup.to_client
+            startup.to_client.clear()
+        events, startup.events = startup.events, []
+        for event in events:
+            if isinstance(event, AskPassword):
+                self.state = _State.AUTH
+                self.user, self.parameters, self.policy = (
+                    startup.user,
+                    startup.parameters,
+                    startup.policy,
                 )
-            )
-        else:
-            self._write_client(pg.authentication_cleartext_password())
+                self._ask_password()
+            elif isinstance(event, Authenticate):
+                self.state = _State.CONNECTING
+                self.pause_client("connect")
+                self.endpoint.spawn(self._authenticate(event.token))
+            elif isinstance(event, Cancel):
+                self.endpoint.cancel(event.request)
+                self.state = _State.CLOSED
+                assert self.transport is not None
+                self.transport.close()
+            else:
+                self.user = startup.user
+                assert event.error is not None
+                self._refuse(event.error, event.reason)
+        self._flush_client()
 
-    def _password(self, token: str) -> None:
-        self.state = _State.CONNECTING
-        self.pause_client("connect")
-        self.endpoint.spawn(self._authenticate(token))
+    def _ask_password(self) -> None:
+        delay = self.endpoint.config.connect_delay_ms / 1000.0
+        request = pg.authentication_cleartext_password()
+        if delay > 0:
+            self._timers.append(self._loop.call_later(delay, self._write_client, request))
+        else:
+            self._write_client(request)
 
     async def _authenticate(self, token: str) -> None:
         endpoint = self.endpoint
@@ -523,11 +494,10 @@ class ClientSession(asyncio.Protocol):
         self.state = _State.RELAY
         endpoint.counters.connections_authenticated += 1
         log.info("connection peer=%s user=%s outcome=accepted", self.peer, self.user)
-        self._reader.inspect = CLIENT_INSPECT
-        self._reader.max_size = spec.MAX_MESSAGE_SIZE
         if self.backend is not None:  # the backend's answers are relayed from now on
             self.backend.relaying()
         self.relay = Relay(self.policy, encoding=self._encoding)
+        self.relay.to_client = self._to_client  # one list: flushed in place, never copied
         lifetime = endpoint.config.quotas.connection_lifetime_seconds
         self._timers.append(
             self._loop.call_at(
@@ -540,12 +510,13 @@ class ClientSession(asyncio.Protocol):
     def _start_relay(self) -> None:
         """Hand the frames pipelined behind the password (and the rest of their read) to the relay."""
         relay = self.relay
-        if relay is None or self.state is not _State.RELAY:
+        if relay is None or self.state is not _State.RELAY or self._relay_started:
             return
+        self._relay_started = True
         frames = list(self._inbox)
         self._inbox.clear()
         try:
-            frames += self._reader.feed(b"")
+            frames += self._startup.pipelined()
         except pg.ProtocolError as exc:
             self._refuse(exc.error, "protocol")
             return
@@ -556,7 +527,12 @@ class ClientSession(asyncio.Protocol):
     # --- writing ----------------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Write what is queued for the client (once per backend read: one write per batch)."""
+        """After a backend read: carry out what the relay asked, write the client's batch."""
+        relay = self.relay
+        if relay is not None and (
+            relay.to_backend or relay.events or relay.held != ("hold" in self._paused)
+        ):
+            self._after_relay(relay)
         self._flush_client()
 
     def _write_client(self, data: bytes | memoryview) -> None:
@@ -568,8 +544,8 @@ class ClientSession(asyncio.Protocol):
         if not self._to_client or self.transport is None:
             return
         out = self._to_client
-        self._to_client = []
         data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()  # in place: the relay appends to this same list
         if self._latency <= 0 or (now and not self._delayed):
             self.transport.write(data)
             return

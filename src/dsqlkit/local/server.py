@@ -50,6 +50,7 @@ from dsqlkit.local.backend.postgres import Backend, backend_from_option
 from dsqlkit.local.config import EndpointConfig, Quotas
 from dsqlkit.local.identities import Identities
 from dsqlkit.local.relay import BackendLink, ClientSession
+from dsqlkit.local.rules import txn_quotas
 from dsqlkit.local.rules.dsql_rules import rules_for
 from dsqlkit.local.rules.policy import EndpointRules
 from dsqlkit.local.rules.quotas import ConnectionQuotas
@@ -60,6 +61,11 @@ from dsqlkit.local.wire.negotiation import Negotiation, Outcome, Read
 __all__ = ["Endpoint", "EndpointConfig", "EndpointStats", "Quotas"]
 
 log = logging.getLogger("dsqlkit.local")
+
+#: Backend connections the endpoint itself may hold at once, which take PostgreSQL slots that
+#: clients then cannot have: the job listener and runner, the IAM checks (2), one short-lived admin
+#: connection, and a deferred job's connection as its submitting role.
+OWN_BACKEND_CONNECTIONS = 6
 
 
 @dataclass
@@ -149,7 +155,12 @@ class Endpoint:
         if not self.backend.is_running:
             await self.backend.start()
             self._started_backend = True
+        await txn_quotas.install(self.backend, self.config)
         await self.rules.start(self.backend)
+        # Refuse with DSQL's 53300 before PostgreSQL would with its own FATAL: its free slots less
+        # the parked sessions and the endpoint's own connections.
+        capacity = await self.backend.client_capacity()
+        self.quotas.limit(capacity - self._backend_pool.size - OWN_BACKEND_CONNECTIONS)
         sock = socket.create_server((self.config.listen_host, self.config.port), backlog=1024)
         sock.setblocking(False)
         self._sock = sock

@@ -187,6 +187,20 @@ class Backend(abc.ABC):
         async with self.admin_connection() as conn:
             return list(await conn.fetch(sql, *args))
 
+    async def client_capacity(self) -> int:
+        """How many sessions of roles that are not superusers the server accepts at once.
+
+        ``max_connections`` less the slots PostgreSQL keeps for superusers
+        (``superuser_reserved_connections``) and for ``pg_use_reserved_connections``
+        (``reserved_connections``, PostgreSQL 16+). Example: 300 - 3 - 0 = 297.
+        """
+        rows = await self.fetch_admin(
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int"
+            " - coalesce(current_setting('reserved_connections', true)::int, 0) AS n"
+        )
+        return int(rows[0]["n"])
+
     async def ensure_role(self, name: str, *, login: bool = True) -> None:
         """Create role ``name`` if it does not exist (idempotent, safe against concurrent calls)."""
         async with self.admin_connection() as conn:

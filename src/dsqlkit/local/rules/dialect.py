@@ -21,6 +21,10 @@ Emulator decisions (DSQL's answer is unknown; easy to change here):
 - Statements that ask for the server's version (``version()``, ``SHOW server_version[_num]``,
   ``current_setting('server_version[_num]')``) get a :attr:`Verdict.rewrite` that answers with
   DSQL's version (``spec.SERVER_VERSION``) instead of the backend's; see :func:`version_rewrite`.
+- Cost: :func:`classify` is linear in the text. Texts up to :data:`INLINE_LENGTH` characters (and
+  any text already cached) are classified where asked, on the event loop (at most a few
+  milliseconds); :func:`classify_now` returns None for longer ones, which the session sends to a
+  worker process (:mod:`~dsqlkit.local.rules.offload`) so that no client stalls the others.
 - DSQL-only syntax PostgreSQL cannot parse (``CREATE INDEX ASYNC``, ``ALTER TABLE ASYNC``,
   ``AWS IAM GRANT/REVOKE``) is recognised from its first tokens when it is the only statement of
   the string (:attr:`Statement.extension`); anything else that does not parse is left to the backend,
@@ -41,13 +45,13 @@ import enum
 import functools
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pglast import ast, visitors
 from pglast import parser as pg
-from pglast.stream import RawStream
 
 from dsqlkit import dsql as spec
 from dsqlkit.dsql import DsqlError
@@ -191,6 +195,15 @@ class Verdict:
         """The first refusal among the statements, or None."""
         return next((s.refusal for s in self.statements if s.refusal is not None), None)
 
+    @functools.cached_property  # read per statement on the relay's hot path
+    def deallocates(self) -> tuple[str, ...]:
+        """The prepared statements its ``DEALLOCATE name`` statements drop (not ``ALL``)."""
+        return tuple(
+            s.target
+            for s in self.statements
+            if s.command == "DeallocateStmt" and s.target is not None
+        )
+
     @property
     def kinds(self) -> tuple[Kind, ...]:
         return tuple(s.kind for s in self.statements)
@@ -202,6 +215,44 @@ CACHE_SIZE = 4096
 #: (psycopg2) make every bulk INSERT a new text, and caching those would hold up to
 #: CACHE_SIZE times their size. With this bound the cache holds at most 32 MiB of text.
 CACHEABLE_LENGTH = 8192
+#: Longer texts not in the cache are not classified on the event loop (:func:`classify_now`).
+#: The worst text of this length (``SELECT 1,1,...,version()``: a whole-tree walk) costs ~5 ms
+#: (benchmarks/bench_hostile.py); ordinary statements of this length well under 1 ms.
+INLINE_LENGTH = 1024
+
+
+class _Cache:
+    """Verdicts by statement text, least recently used dropped first (CACHE_SIZE of them).
+
+    Shared by every endpoint of the process (each may run its loop in its own thread): locked.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._verdicts: OrderedDict[str, Verdict] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._verdicts)
+
+    def get(self, sql: str) -> Verdict | None:
+        with self._lock:
+            verdict = self._verdicts.get(sql)
+            if verdict is not None:
+                self._verdicts.move_to_end(sql)
+            return verdict
+
+    def put(self, sql: str, verdict: Verdict) -> None:
+        if len(sql) > CACHEABLE_LENGTH:
+            return
+        with self._lock:
+            self._verdicts[sql] = verdict
+            self._verdicts.move_to_end(sql)
+            if len(self._verdicts) > self._size:
+                self._verdicts.popitem(last=False)
+
+
+_cache = _Cache(CACHE_SIZE)
 
 
 def classify(sql: str) -> Verdict:
@@ -212,12 +263,31 @@ def classify(sql: str) -> Verdict:
         verdict = classify("BEGIN ISOLATION LEVEL SERIALIZABLE")
         assert verdict.refusal.message == "Unsupported isolation level: SERIALIZABLE"
     """
-    if len(sql) > CACHEABLE_LENGTH:
-        return _classify(sql)
-    return _classify_cached(sql)
+    verdict = _cache.get(sql)
+    if verdict is None:
+        verdict = classify_uncached(sql)
+        _cache.put(sql, verdict)
+    return verdict
 
 
-def _classify(sql: str) -> Verdict:
+def classify_now(sql: str) -> Verdict | None:
+    """:func:`classify` if it is cheap here: cached, or at most :data:`INLINE_LENGTH` long.
+
+    None: classify it elsewhere (:func:`dsqlkit.local.rules.offload.classify_off_loop`), then
+    :func:`remember` the verdict. Example: ``classify_now("SELECT 1").kinds == (Kind.READ,)``.
+    """
+    if len(sql) <= INLINE_LENGTH:
+        return classify(sql)
+    return _cache.get(sql)
+
+
+def remember(sql: str, verdict: Verdict) -> None:
+    """Cache a verdict computed elsewhere (texts over CACHEABLE_LENGTH are not kept)."""
+    _cache.put(sql, verdict)
+
+
+def classify_uncached(sql: str) -> Verdict:
+    """:func:`classify` without the cache (linear in the length of ``sql``)."""
     try:
         text = pg.parse_sql_json(sql)
     except pg.ParseError:
@@ -237,15 +307,16 @@ def _classify(sql: str) -> Verdict:
         set_config="set_config" in text,
     )
     statements = []
+    offsets = _CharOffsets(sql)
     for raw in tree["stmts"]:
         statement = _classify_node(raw["stmt"], search)
-        statements.append(_at(statement, _char_offset(sql, raw.get("stmt_location", 0))))
+        statements.append(_at(statement, offsets.at(raw.get("stmt_location", 0))))
     relations = _relations(text)
     # Pre-filter: a call of version() or a setting name like server_version, in any case. (A bare
     # "version" would match every statement: the JSON starts with the parser's {"version": ...}.)
     lowered = text.lower()
     if '"sval":"version"' in lowered or "server_version" in lowered:
-        rewrite = version_rewrite(sql)
+        rewrite = _version_rewrite(sql, tree)
         if rewrite is not None:
             return Verdict(
                 tuple(statements), rewrite=rewrite[0], command_tag=rewrite[1], relations=relations
@@ -264,14 +335,26 @@ def _relations(text: str) -> frozenset[str]:
     return frozenset(json.loads(f'"{name}"') for name in _RELNAME.findall(text))
 
 
-_classify_cached = functools.lru_cache(maxsize=CACHE_SIZE)(_classify)
+class _CharOffsets:
+    """The parser counts bytes of UTF-8; callers index ``sql`` by characters.
 
+    Offsets are asked in increasing order, so each conversion decodes only the bytes since the
+    last one: linear in the text for all statements together (one decode per statement of the
+    whole prefix was quadratic in a long non-ASCII text of many statements).
+    """
 
-def _char_offset(sql: str, byte_offset: int) -> int:
-    """The parser counts bytes of UTF-8; callers index ``sql`` by characters."""
-    if byte_offset == 0 or sql.isascii():
-        return byte_offset
-    return len(sql.encode()[:byte_offset].decode(errors="ignore"))
+    def __init__(self, sql: str) -> None:
+        self._data = None if sql.isascii() else sql.encode()
+        self._byte = self._char = 0
+
+    def at(self, byte_offset: int) -> int:
+        if self._data is None or byte_offset == 0:
+            return byte_offset
+        if byte_offset < self._byte:  # not in order (never from the parser): from the start
+            self._byte = self._char = 0
+        self._char += len(self._data[self._byte : byte_offset].decode(errors="ignore"))
+        self._byte = byte_offset
+        return self._char
 
 
 def _at(statement: Statement, start: int) -> Statement:
@@ -599,111 +682,116 @@ _CHECKS: dict[str, Callable[[Node], DsqlError | None]] = {
 
 # --- The server version: DSQL's, not the backend's -----------------------------------------------
 
-#: The backend settings :func:`version_rewrite`'s SQL relies on: ``sys.dsql_version()``
-#: (``sql/40_compat.sql``) reads the version from ``dsqlkit.server_version``.
-BACKEND_PARAMETERS = {"dsqlkit.server_version": spec.SERVER_VERSION}
+#: The backend settings the rewritten SQL relies on: ``sys.version()`` and
+#: ``sys.current_setting()`` (``sql/40_compat.sql``) read DSQL's version from them.
+BACKEND_PARAMETERS = {
+    "dsqlkit.server_version": spec.SERVER_VERSION,
+    "dsqlkit.server_version_num": spec.SERVER_VERSION_NUM,
+}
 _VERSION_SETTINGS = {
     "server_version": spec.SERVER_VERSION,
     "server_version_num": spec.SERVER_VERSION_NUM,
 }
-_DSQL_VERSION = (ast.String(sval="sys"), ast.String(sval="dsql_version"))
-_TEXT = ast.TypeName(names=(ast.String(sval="pg_catalog"), ast.String(sval="text")))
+_OPEN_PAREN = "ASCII_40"  # the scanner's name for '('
+#: Where a call's ``(`` is looked for after the start of its name (characters, tries).
+_NAME_WINDOW = 512
+_NAME_TRIES = 8
 
 
 def version_rewrite(sql: str) -> tuple[str, str | None] | None:
     """``(sql, command_tag)`` that answers with DSQL's server version, or None if nothing asks.
 
-    The parse tree is rewritten, never the text: ``version()`` / ``pg_catalog.version()`` become
-    ``sys.dsql_version()``; ``current_setting('server_version[_num]'[, <constant>])`` becomes the
-    value from :mod:`~dsqlkit.dsql`; ``SHOW server_version[_num]`` alone in the string
-    becomes a SELECT of one column of the same name, with command tag ``SHOW``. A select-list
-    entry keeps its original column name (``version``, ``current_setting``). Parameters (``$1``)
-    survive the rewrite. Example::
+    ``SHOW server_version[_num]`` alone in the string becomes a SELECT of one column of the same
+    name, with command tag ``SHOW``. Otherwise the calls are renamed in the text, at the places
+    the parse tree gives, and nothing else changes: ``version()`` / ``pg_catalog.version()``
+    become ``sys.version()``, and ``current_setting('server_version[_num]'[, missing_ok])``
+    becomes ``sys.current_setting(...)`` with the same arguments. Column names stay the same
+    (PostgreSQL names a column after the function's last name), and so do parameters (``$1``).
+    Linear in the text: the rewrite of a megabyte costs what its parse does. Example::
 
         sql, tag = version_rewrite("SHOW server_version")
         assert (sql, tag) == ("SELECT CAST('16.15' AS pg_catalog.text) AS server_version", "SHOW")
     """
     try:
-        tree = pg.parse_sql(sql)
-        show = tree[0].stmt if len(tree) == 1 else None
-        if isinstance(show, ast.VariableShowStmt) and show.name in _VERSION_SETTINGS:
-            tree[0].stmt = _select_setting(show.name)
-            return RawStream()(tree), "SHOW"
-        rewriter = _VersionRewriter()
-        rewriter(tree)
-        return (RawStream()(tree), None) if rewriter.changed else None
-    except Exception:  # a tree the deparser cannot print: the backend answers as it is
+        tree = json.loads(pg.parse_sql_json(sql))
+    except pg.ParseError:
         return None
+    return _version_rewrite(sql, tree)
 
 
-def _select_setting(name: str) -> ast.SelectStmt:
-    value = ast.TypeCast(
-        arg=ast.A_Const(val=ast.String(sval=_VERSION_SETTINGS[name])), typeName=_TEXT
-    )
-    return ast.SelectStmt(targetList=(ast.ResTarget(name=name, val=value),))
+def _version_rewrite(sql: str, tree: Node) -> tuple[str, str | None] | None:
+    stmts = tree.get("stmts", ())
+    show = stmts[0]["stmt"].get("VariableShowStmt") if len(stmts) == 1 else None
+    if show is not None and show.get("name") in _VERSION_SETTINGS:
+        name = show["name"]
+        value = _VERSION_SETTINGS[name]
+        return f"SELECT CAST('{value}' AS pg_catalog.text) AS {name}", "SHOW"
+    calls = sorted(_version_calls(tree))
+    if not calls:
+        return None
+    data = sql.encode()
+    pieces, done = [], 0
+    for start, name in calls:
+        end = _name_end(data, start)
+        if end is None:  # the call's name could not be found where the parser says: leave it
+            return None
+        pieces += [data[done:start], name]
+        done = end
+    pieces.append(data[done:])
+    return b"".join(pieces).decode(), None
 
 
-def _function_name(call: ast.FuncCall) -> str | None:
-    """``name`` for a call of ``name(...)`` or ``pg_catalog.name(...)``, else None."""
-    names = [n.sval for n in call.funcname or ()]
-    if len(names) == 1 or (len(names) == 2 and names[0] == "pg_catalog"):
-        return str(names[-1])
+def _version_calls(tree: Node) -> Iterator[tuple[int, bytes]]:
+    """(byte offset of the call's name, the name to call instead) for each version question."""
+    todo: list[Any] = [tree]
+    while todo:  # iterative: deep trees need no recursion, and each node is seen once
+        node = todo.pop()
+        if type(node) is list:
+            todo.extend(node)
+            continue
+        call = node.get("FuncCall")
+        if call is not None:
+            name = _version_function(call)
+            if name is not None:
+                yield call["location"], name
+        todo.extend(v for v in node.values() if type(v) is dict or type(v) is list)
+
+
+def _version_function(call: Node) -> bytes | None:
+    names = [n.get("String", {}).get("sval") for n in call.get("funcname", ())]
+    if len(names) == 2 and names[0] == "pg_catalog":
+        names = names[1:]
+    args = call.get("args", ())
+    if names == ["version"] and not args:
+        return b"sys.version"
+    if names == ["current_setting"] and 1 <= len(args) <= 2:
+        # Only a constant name: current_setting($1) is left as it is (its value is unknown here).
+        setting = _const_string(args[0])
+        if setting is not None and setting.lower() in _VERSION_SETTINGS:
+            return b"sys.current_setting"
     return None
 
 
-def _is_version_call(node: object) -> bool:
-    return isinstance(node, ast.FuncCall) and not node.args and _function_name(node) == "version"
+def _name_end(data: bytes, start: int) -> int | None:
+    """The byte offset of the ``(`` after the function name that begins at ``start``.
 
-
-def _version_setting(node: object) -> str | None:
-    """The value for ``current_setting('server_version[_num]'[, missing_ok])``, else None.
-
-    Only constant arguments: dropping a ``$n`` would change the statement's parameters.
+    A name is short (``pg_catalog . version``), but a comment may sit inside it and hold a
+    ``(``: each ``(`` of a short window is tried until the scanner sees it as a token. Bounded:
+    a name not found so is left as it is (the backend's version answers).
     """
-    if not isinstance(node, ast.FuncCall) or _function_name(node) != "current_setting":
-        return None
-    args = node.args or ()
-    if not 1 <= len(args) <= 2 or not all(isinstance(a, ast.A_Const) for a in args):
-        return None
-    name = args[0].val
-    if not isinstance(name, ast.String) or name.sval is None:
-        return None
-    return _VERSION_SETTINGS.get(name.sval.lower())
-
-
-class _VersionRewriter(visitors.Visitor):
-    """Rewrites the version questions of a tree in place; ``changed`` says if there were any."""
-
-    changed = False
-
-    def visit_ResTarget(self, ancestors: visitors.Ancestor, node: ast.ResTarget) -> None:
-        # Keep the column name PostgreSQL would give the original call (through casts too).
-        if node.name is not None:  # an alias, or the column of UPDATE ... SET / INSERT (...)
-            return
-        value = node.val
-        while isinstance(value, ast.TypeCast):
-            value = value.arg
-        if _is_version_call(value):
-            node.name = "version"
-        elif _version_setting(value) is not None:
-            node.name = "current_setting"
-
-    def visit_RangeFunction(self, ancestors: visitors.Ancestor, node: ast.RangeFunction) -> None:
-        # FROM version(): the column (and table) is named after the function unless aliased.
-        if node.alias is None and any(_is_version_call(f[0]) for f in node.functions or ()):
-            node.alias = ast.Alias(aliasname="version")
-
-    def visit_FuncCall(self, ancestors: visitors.Ancestor, node: ast.FuncCall) -> ast.Node | None:
-        if _is_version_call(node):
-            self.changed = True
-            node.funcname = _DSQL_VERSION
+    window = data[start : start + _NAME_WINDOW].decode(errors="ignore")
+    at = window.find("(")
+    for _ in range(_NAME_TRIES):
+        if at < 0:
             return None
-        value = _version_setting(node)
-        parent = abs(ancestors)  # the nearest node above (not a list)
-        if value is None or (parent is not None and isinstance(parent.node, ast.RangeFunction)):
-            return None  # FROM needs a function call: FROM current_setting(...) stays as it is
-        self.changed = True
-        return ast.TypeCast(arg=ast.A_Const(val=ast.String(sval=value)), typeName=_TEXT)
+        try:
+            last = pg.scan(window[: at + 1])[-1]
+        except (pg.ParseError, IndexError):  # the ( is in a comment or a quoted name
+            last = None
+        if last is not None and last.name == _OPEN_PAREN and last.start == at:
+            return start + len(window[:at].encode())
+        at = window.find("(", at + 1)
+    return None
 
 
 # --- DSQL-only syntax ------------------------------------------------------------------------------

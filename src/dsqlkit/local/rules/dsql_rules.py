@@ -31,7 +31,6 @@ class DsqlRules(EndpointRules):
         # Computed once: every backend session of this endpoint gets the same settings.
         self._backend_parameters = {
             **occ.BACKEND_PARAMETERS,
-            **txn_quotas.backend_parameters(config.quotas),
             **dialect.BACKEND_PARAMETERS,  # DSQL's server version for sys.dsql_version()
         }
 
@@ -56,13 +55,17 @@ class DsqlRules(EndpointRules):
             self.config.quotas,
             catalog=self.occ,
             extensions=extensions,
-            rewrite=occ.rewrite_error,
+            rewrite=_rewrite_error,
         )
 
     async def role_allows(self, role: str, arn: str) -> bool:
         if self._iam is None:
             raise RuntimeError("the endpoint's rules are not started")
         return await self._iam.role_allows(role, arn)
+
+
+def _rewrite_error(fields: dict[str, str]) -> dict[str, str]:
+    return txn_quotas.rewrite_error(occ.rewrite_error(fields))
 
 
 def rules_for(config: EndpointConfig) -> EndpointRules:

@@ -2,9 +2,11 @@
 
 ``AWS IAM GRANT app TO '<arn>'`` is not PostgreSQL syntax: :meth:`IamRoles.decide` recognises it
 with PostgreSQL's scanner (pglast) and rewrites it into a call of ``sys.dsqlkit_iam_grant``
-(``sql/30_iam.sql``), which checks that the caller is admin and that the role exists, records
-the mapping (listed in ``sys.iam_pg_role_mappings``) and notifies the endpoint at commit.
-:meth:`IamRoles.role_allows` answers from a cache of the mappings, reloaded after each change.
+(``sql/30_iam.sql``), which checks that the caller is admin, that the role exists and that it is
+not a superuser (nor REPLICATION, nor BYPASSRLS: DSQL has no such roles), and records the mapping
+(listed in ``sys.iam_pg_role_mappings``) by role OID. :meth:`IamRoles.role_allows` asks the backend
+at each connection (one query on a kept connection, no cache): a role dropped and re-created under
+the same name, renamed, or made superuser since its mapping was made is never let in by it.
 
 Example::
 
@@ -17,7 +19,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -27,7 +28,6 @@ from pglast import parse_sql, parser
 from dsqlkit import dsql as spec
 from dsqlkit.local.rules.policy import Decision
 
-CHANNEL = "dsqlkit_iam"
 _COMMENTS = frozenset({"SQL_COMMENT", "C_COMMENT"})
 #: IAM role or user ARNs (any partition), and STS assumed-role session ARNs.
 ARN = re.compile(r"^arn:aws[a-z-]*:(iam::\d{12}:(role|user)/.+|sts::\d{12}:assumed-role/.+/.+)$")
@@ -109,21 +109,18 @@ class IamRoles:
 
     def __init__(self, backend: Any) -> None:
         self._backend = backend
-        self._listener: asyncpg.Connection | None = None
-        self._cache: dict[str, frozenset[str]] | None = None
-        self._generation = 0  # bumped by each change; a load started before it is stale
-        self._lock = asyncio.Lock()
+        self._pool: asyncpg.Pool | None = None
 
     async def start(self) -> None:
-        """Listen for mapping changes (the cache is used only while listening)."""
-        self._listener = await asyncpg.connect(self._backend.dsn())
-        await self._listener.add_listener(CHANNEL, self._invalidate)
+        """Open the connections the checks at connection start use."""
+        self._pool = await asyncpg.create_pool(
+            self._backend.dsn(), min_size=1, max_size=2, max_inactive_connection_lifetime=0
+        )
 
     async def stop(self) -> None:
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
-        self._cache = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     def decide(self, sql: str) -> Decision | None:
         """The decision for AWS IAM GRANT / REVOKE, or None when ``sql`` is neither."""
@@ -137,32 +134,19 @@ class IamRoles:
         if not ARN.match(arn):
             return Decision.refuse(spec.INVALID_ARN.format(arn=arn))
         _, procedure, tag = _FORMS[verb]
-        self._invalidate()
         return Decision.rewrite(f"CALL {procedure}({_literal(role)}, {_literal(arn)})", tag)
 
     async def role_allows(self, role: str, arn: str) -> bool:
         """Whether IAM identity ``arn`` may connect as ``role``: admin always, others if mapped."""
         if role == spec.ADMIN_USER:
             return True
-        mappings = await self._mappings()
-        granted = mappings.get(role, frozenset())
-        return any(candidate in granted for candidate in role_arns(arn))
+        if self._pool is None:
+            raise RuntimeError("IamRoles is not started")
+        return bool(await self._pool.fetchval(_ALLOWED, role, list(role_arns(arn))))
 
-    async def _mappings(self) -> dict[str, frozenset[str]]:
-        cache = self._cache
-        if cache is not None:
-            return cache
-        async with self._lock:
-            generation = self._generation
-            rows = await self._backend.fetch_admin(
-                "SELECT pg_role_name, array_agg(arn) AS arns FROM sys.iam_pg_role_mappings"
-                " GROUP BY pg_role_name"
-            )
-            loaded = {str(r["pg_role_name"]): frozenset(r["arns"]) for r in rows}
-            if self._listener is not None and generation == self._generation:
-                self._cache = loaded
-            return loaded
 
-    def _invalidate(self, *_: object) -> None:
-        self._generation += 1
-        self._cache = None
+# The view joins the mappings to pg_roles by OID and leaves out privileged roles (30_iam.sql).
+_ALLOWED = """
+    SELECT EXISTS (SELECT 1 FROM sys.iam_pg_role_mappings
+                   WHERE pg_role_name = $1 AND arn = ANY ($2::text[]))
+"""

@@ -3,14 +3,26 @@ CONSTRAINT and CALL sys.wait_for_job.
 
 PostgreSQL cannot parse the ASYNC statements, so :meth:`JobManager.decide` recognises them with
 PostgreSQL's own scanner and parser (pglast) and rewrites them into a call of
-``sys.dsqlkit_submit_job`` (``sql/20_jobs.sql``): the job is recorded in ``sys.jobs`` inside the
-client's transaction and the client gets its ``job_id`` with the tag ``CREATE INDEX``. The job
-runs once that transaction commits (its ``pg_notify`` is delivered then): the runner builds the
-index with a plain ``CREATE INDEX`` on its own superuser connection, taking the table's lock only
-when no open transaction writes to it (a short ``lock_timeout``, retried). Not ``CONCURRENTLY``: that
-waits for every open snapshot in the database, so one idle-in-transaction client, or a client
-waiting for the job inside its own transaction, would hold the build back for ever. ``CALL sys.wait_for_job('<id>')`` waits in the endpoint, without holding
-up the event loop or other sessions, then answers ``succeeded``.
+``sys.dsqlkit_submit_job`` (``sql/20_jobs.sql``), which runs as the client, inside the client's
+transaction: ``CREATE INDEX ASYNC`` builds the index there, so it is in ``pg_indexes`` (not yet valid)
+as soon as the transaction commits, as in DSQL; the job is recorded in ``sys.jobs`` and the client gets
+its ``job_id`` with the tag ``CREATE INDEX``. Once that transaction commits (its ``pg_notify`` is
+delivered then) the runner takes the job:
+
+- an index built at submit is marked valid (a fixed catalog update: no client text); one dropped
+  meanwhile ends the job as failed (``DROP INDEX`` cancels the build, as in DSQL);
+- deferred work (a build that would have waited for an open writer of the table, and ``VALIDATE
+  CONSTRAINT``) runs on a connection **of the submitting role**, under ``SET ROLE`` to the table's
+  owner, never on the endpoint's superuser connection: the statement and the functions it calls
+  (index expressions, CHECK expressions) get no privilege the client does not have. The statement is
+  parsed again first and must be the one ASYNC statement the job was made for. The runner takes the
+  table's lock only when no open transaction writes to it (a short ``lock_timeout``, retried). Not
+  ``CONCURRENTLY``: that waits for every open snapshot in the database, so one idle-in-transaction
+  client, or a client waiting for the job inside its own transaction, would hold the build back for
+  ever.
+
+``CALL sys.wait_for_job('<id>')`` waits in the endpoint, without holding up the event loop or other
+sessions, then answers ``succeeded``.
 
 Example::
 
@@ -251,14 +263,57 @@ class JobManager:
     async def _execute(self, conn: asyncpg.Connection, job: asyncpg.Record) -> None:
         status, details = "completed", None
         try:
-            await conn.execute("SELECT set_config('search_path', $1, false)", job["search_path"])
-            await _run_when_unlocked(conn, job["statement"])
-        except asyncpg.PostgresError as exc:
+            if job["index_oid"] is not None:
+                if not await conn.fetchval(_MARK_VALID, job["index_oid"]):
+                    status, details = "failed", _CANCELLED
+            else:
+                await self._run_as_submitter(job)
+        except (asyncpg.PostgresError, _Refused) as exc:
             status, details = "failed", _details(exc)
-        finally:
-            await conn.execute("RESET search_path")
         await conn.execute(_FINISH, job["job_id"], status, details)
         log.info("job %s %s: %s", job["job_id"], job["job_type"], status)
+
+    async def _run_as_submitter(self, job: asyncpg.Record) -> None:
+        """Deferred work, on a connection of the role that submitted it (never as superuser)."""
+        if job["run_as"] is None or job["owner"] is None:
+            raise _Refused("the role that submitted the job, or its table, no longer exists")
+        _check_statement(job["job_type"], job["statement"])
+        try:
+            conn = await asyncpg.connect(self._backend.dsn(job["run_as"]), timeout=30)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            raise _Refused(f"cannot connect as {job['run_as']}: {exc}") from None
+        try:
+            await conn.execute("SELECT set_config('search_path', $1, false)", job["search_path"])
+            if job["owner"] != job["run_as"]:
+                await conn.execute(f"SET ROLE {quote_ident(job['owner'])}")
+            await _run_when_unlocked(conn, job["statement"])
+        finally:
+            await conn.close()
+
+
+class _Refused(Exception):
+    """A job that cannot run; the message goes to sys.jobs.details."""
+
+
+def _check_statement(job_type: str, statement: str) -> None:
+    """The deferred statement must be exactly one statement of the job's kind (see parse_async)."""
+    node_type = {"INDEX_BUILD": "IndexStmt", "VALIDATE_CONSTRAINT": "AlterTableStmt"}.get(job_type)
+    try:
+        if node_type is None:
+            raise ValueError(f"unknown job type {job_type}")
+        node = _parse_one(statement, node_type)
+    except ValueError as exc:
+        raise _Refused(f"not a {job_type} statement: {exc}") from None
+    commands: Sequence[Any] = getattr(node, "cmds", None) or ()
+    if node_type == "AlterTableStmt" and (
+        len(commands) != 1 or commands[0].subtype.name != "AT_ValidateConstraint"
+    ):
+        raise _Refused("not a VALIDATE CONSTRAINT statement")
+
+
+def quote_ident(name: str) -> str:
+    """Quote an SQL identifier: ``quote_ident('a"b') == '"a""b"'``."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 async def _run_when_unlocked(conn: asyncpg.Connection, statement: str) -> None:
@@ -278,7 +333,7 @@ async def _run_when_unlocked(conn: asyncpg.Connection, statement: str) -> None:
             delay = min(delay * 2, _RETRY_MAX)
 
 
-def _details(exc: asyncpg.PostgresError) -> str:
+def _details(exc: asyncpg.PostgresError | _Refused) -> str:
     """One line for sys.jobs.details: PostgreSQL's message and its detail (the duplicate key)."""
     message = str(getattr(exc, "message", None) or exc).splitlines()[0]
     detail = getattr(exc, "detail", None)
@@ -311,7 +366,7 @@ def _wait_for_job_function() -> str:
 
 
 # Take the oldest submitted job; the row lock keeps two runners (two endpoints on one external
-# server) from taking the same job.
+# server) from taking the same job. run_as and owner are role names (NULL once dropped).
 _CLAIM = """
     UPDATE sys.jobs j SET status = 'processing', update_time = now()
     FROM sys.dsqlkit_job_work w
@@ -319,8 +374,16 @@ _CLAIM = """
         SELECT job_id FROM sys.jobs WHERE status = 'submitted'
         ORDER BY start_time, job_id LIMIT 1 FOR UPDATE SKIP LOCKED)
       AND w.job_id = j.job_id
-    RETURNING j.job_id, j.job_type, j.object_id, w.statement, w.search_path
+    RETURNING j.job_id, j.job_type, j.object_id, w.statement, w.search_path, w.index_oid,
+        (SELECT rolname FROM pg_roles WHERE oid = w.run_as) AS run_as,
+        (SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+         WHERE c.oid = j.object_id) AS owner
 """
+# An index built at submit: mark it valid, if it still exists (DROP INDEX cancels the build).
+_MARK_VALID = """
+    UPDATE pg_index SET indisvalid = true WHERE indexrelid = $1 RETURNING true
+"""
+_CANCELLED = "cancelled: the index was dropped before its build completed"
 _FINISH = """
     UPDATE sys.jobs SET status = $2, details = $3, update_time = now() WHERE job_id = $1
 """

@@ -59,6 +59,10 @@ class ConnectionQuotas:
         )
         self.open = 0
 
+    def limit(self, capacity: int) -> None:
+        """Open at most ``capacity`` connections (the backend's room), if below the quota."""
+        self.max_connections = max(0, min(self.max_connections, capacity))
+
     def admit(self) -> spec.DsqlError | None:
         """Count a new connection in, or say why not (rate first: it is the cheaper refusal).
 

@@ -37,7 +37,14 @@ from dsqlkit import dsql as spec
 from dsqlkit.dsql import DsqlError
 from dsqlkit.local.config import Quotas
 from dsqlkit.local.rules import occ, options
-from dsqlkit.local.rules.dialect import Kind, Statement, Verdict, classify, parameter_refusal
+from dsqlkit.local.rules.dialect import (
+    Kind,
+    Statement,
+    Verdict,
+    classify_now,
+    parameter_refusal,
+)
+from dsqlkit.local.rules.offload import classify_off_loop
 from dsqlkit.local.rules.policy import FORWARD, Action, Decision, SessionPolicy
 
 #: Decides a DSQL-only statement (jobs, IAM), or None when the statement is not its own.
@@ -217,7 +224,15 @@ class DsqlSession(SessionPolicy):
         return startup_refusal(parameters)
 
     def on_statement(self, sql: str, *, extended: bool) -> Decision:
-        verdict = classify(sql)
+        verdict = classify_now(sql)
+        if verdict is None:  # long: classified in a worker process while other sessions run
+            return Decision.later(self._on_verdict_later(sql, extended))
+        return self._on_verdict(sql, verdict, extended)
+
+    async def _on_verdict_later(self, sql: str, extended: bool) -> Decision:
+        return self._on_verdict(sql, await classify_off_loop(sql), extended)
+
+    def _on_verdict(self, sql: str, verdict: Verdict, extended: bool) -> Decision:
         if verdict.syntax_error:
             return FORWARD  # PostgreSQL's own syntax error
         decision = self._decide(verdict, executed=not extended)
@@ -228,11 +243,8 @@ class DsqlSession(SessionPolicy):
             decision = Decision.rewrite(verdict.rewrite, verdict.command_tag)
         elif len(statements) == 1 and (statements[0].extension or statements[0].kind is Kind.CALL):
             decision = self._extension_decision(sql)
-        dropped = tuple(
-            s.target for s in statements if s.command == "DeallocateStmt" and s.target is not None
-        )
-        if dropped:
-            decision = dataclasses.replace(decision, forget=dropped)
+        if verdict.deallocates:
+            decision = dataclasses.replace(decision, forget=verdict.deallocates)
         if extended and decision.wait is None:
             # Kept by the relay while the backend holds the statement: checked again at each Bind.
             decision = dataclasses.replace(decision, keep=verdict, keep_size=_kept_size(verdict))

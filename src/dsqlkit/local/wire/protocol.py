@@ -160,6 +160,9 @@ class MessageReader:
     ) -> None:
         self.inspect = inspect
         self.startup = startup
+        #: One whole message per feed (before authentication): what follows stays as bytes,
+        #: at most one read of the transport, never split into frames the caller must hold.
+        self.single = False
         self.max_size = max_size
         self._partial = bytearray()  # a message prefix we hold (header and/or inspected body)
         self._skip = 0  # bytes of a passthrough message still to come
@@ -189,7 +192,12 @@ class MessageReader:
         return frames
 
     def _split(self, view: memoryview, frames: list[Frame]) -> None:
-        pos = self._split_startup(view, frames) if self.startup else self._split_typed(view, frames)
+        if self.startup:
+            pos = self._split_startup(view, frames)
+        elif self.single:
+            pos = self._split_one(view, frames)
+        else:
+            pos = self._split_typed(view, frames)
         if pos < len(view):
             self._partial += view[pos:]
 
@@ -200,6 +208,17 @@ class MessageReader:
             return 0
         frames.append((STARTUP, view[:size]))
         return size
+
+    def _split_one(self, view: memoryview, frames: list[Frame]) -> int:
+        if len(view) < 5:
+            return 0
+        kind, length = HEADER.unpack_from(view, 0)
+        if length < 4 or length > self.max_size:
+            raise ProtocolError(spec.INVALID_MESSAGE_LENGTH)
+        if len(view) <= length:
+            return 0
+        frames.append((kind, view[: length + 1]))
+        return int(length) + 1
 
     def _split_typed(self, view: memoryview, frames: list[Frame]) -> int:
         # The hot path of the relay: locals instead of attribute lookups in the loop.
@@ -233,7 +252,7 @@ class MessageReader:
     def _held_size(self) -> int:
         # Size of the held message when known and bounded, so big messages are not re-copied.
         held = self._partial
-        if self.startup or len(held) < 5 or held[0] not in self.inspect:
+        if self.startup or len(held) < 5 or (held[0] not in self.inspect and not self.single):
             return 0
         length = INT32.unpack_from(held, 1)[0]
         return int(length) + 1 if 4 <= length <= self.max_size else 0
@@ -343,10 +362,17 @@ def parse_parse(payload: bytes | memoryview, codec: str = "utf-8") -> Parse:
 
 def parse_bind_names(payload: bytes | memoryview) -> tuple[str, str]:
     """Bind ('B'): (portal name, statement name); parameters are not decoded."""
-    raw = bytes(payload)  # one copy for both names
+    # Both names are at the start: copy only a head of the message (its parameters may be large),
+    # the whole only when the names are longer than that.
+    raw = bytes(payload[:_BIND_HEAD])
+    if raw.count(b"\0") < 2:
+        raw = bytes(payload)
     portal, pos = _cstring(raw, 0)
     statement, _ = _cstring(raw, pos)
     return portal, statement
+
+
+_BIND_HEAD = 256
 
 
 def parse_close(payload: bytes | memoryview) -> tuple[str, str]:

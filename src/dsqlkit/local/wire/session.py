@@ -43,6 +43,7 @@ log = logging.getLogger("dsqlkit.local")
 
 _Q, _P, _S, _X, _C, _E, _F, _B = (ord(c) for c in "QPSXCEFB")
 _Z, _I, _SUSPENDED, _CLOSE_COMPLETE, _N = ord("Z"), ord("I"), ord("s"), ord("3"), ord("N")
+_PARSE_COMPLETE = ord("1")
 _COPY_DONE, _COPY_FAIL, _COPY_IN, _STATUS = ord("c"), ord("f"), ord("G"), ord("S")
 _PASSWORD = ord("p")
 #: Client messages the relay decodes (CopyDone/CopyFail: rare, they end a COPY FROM STDIN).
@@ -50,7 +51,10 @@ CLIENT_INSPECT = frozenset({_Q, _P, _S, _X, _C, _E, _F, _B, _COPY_DONE, _COPY_FA
 #: Backend messages the relay decodes. NoticeResponse: the catalog-change notices are for the
 #: rules; CopyInResponse: the backend ignores Sync until the COPY ends; ParameterStatus: the
 #: client_encoding. All three are rare.
-SERVER_INSPECT = frozenset({_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE, _N, _COPY_IN, _STATUS})
+#: ParseComplete: a kept statement exists in the backend only once its Parse succeeded.
+SERVER_INSPECT = frozenset(
+    {_C, _Z, _E, _I, _SUSPENDED, _CLOSE_COMPLETE, _N, _COPY_IN, _STATUS, _PARSE_COMPLETE}
+)
 #: A statement name no client uses: closing it is a no-op whose CloseComplete marks a position.
 BARRIER_STATEMENT = "dsqlkit.barrier"
 #: Command tags after which the backend holds no prepared statement of the session.
@@ -102,6 +106,7 @@ class _Expect(enum.IntEnum):
     SYNC_REFUSED = 7  # ReadyForQuery of a batch we refused part of
     RAISE = 8  # our raise after a refused batch in a transaction: forward only ReadyForQuery
     COPY_END = 9  # the client ended a COPY FROM STDIN here (no answer of its own)
+    PARSE = 10  # a Parse whose statement we keep: ParseComplete, or an error (then undone)
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,8 @@ class _Pending:
     tag: str | None = None
     error: spec.DsqlError | None = None
     forget: tuple[str, ...] = ()  # prepared statements it drops (DEALLOCATE) once it ran
+    name: str = ""  # PARSE: the statement, and what we kept for that name before (to undo)
+    previous: _Kept | None = None
 
 
 #: One shared instance per kind for the common, tagless case: no allocation per message.
@@ -133,7 +140,9 @@ class _Kept:
     size: int
     tag: str | None
     forget: tuple[str, ...]  # the prepared statements it DEALLOCATEs
-    fresh: bool  # checked at its Parse in this transaction: its first Bind is not checked again
+    #: The transaction its Parse was checked in (Relay._transactions): its first Bind there is
+    #: not checked again (already counted); -1 once that Bind came.
+    fresh: int
 
 
 class Relay:
@@ -171,6 +180,7 @@ class Relay:
         self._portals: dict[str, _Kept] = {}  # portals bound to a statement with a tag or forget
         self._statements: dict[str, _Kept] = {}
         self._kept_bytes = 0
+        self._transactions = 0  # transactions ended so far (ReadyForQuery 'I')
         self._max_kept = max_kept_statements
         self._max_kept_bytes = max_kept_bytes
         self._keeps = type(policy).on_bind is not SessionPolicy.on_bind
@@ -237,6 +247,10 @@ class Relay:
                     self._refusal_sent = True
                     self.to_client.append(pg.error_response(head.error))
                     return
+            self.to_client.append(data)
+        elif kind == _PARSE_COMPLETE:
+            if head is not None and head.kind is _Expect.PARSE:
+                expect.popleft()
             self.to_client.append(data)
         elif kind == _N:
             self._notice(head, data)
@@ -314,8 +328,8 @@ class Relay:
 
     def _admit_bind(self, kept: _Kept) -> bool:
         """Ask the policy about a prepared statement run again; False: refused (batch skipped)."""
-        if kept.fresh:
-            kept.fresh = False
+        if kept.fresh == self._transactions:
+            kept.fresh = -1
             return True
         if kept.kept is None:
             return True
@@ -401,9 +415,11 @@ class Relay:
         """Keep a Parse's classification while the backend holds the statement; False: refused."""
         if not self._keeps and decision.command_tag is None and not decision.forget:
             return True  # a policy that forwards all: nothing to keep, nothing to ask
-        if name and name in self._statements:
+        previous = self._statements.get(name)
+        if name and previous is not None:
             return True  # the backend refuses a second Parse of a name: the first one stays
-        self._forget(name)  # an unnamed Parse replaces the unnamed statement
+        if previous is not None:  # an unnamed Parse replaces the unnamed statement
+            self._forget(name)
         if len(self._statements) >= self._max_kept or (
             self._kept_bytes + decision.keep_size > self._max_kept_bytes
         ):
@@ -414,10 +430,26 @@ class Relay:
             )
             return False
         self._statements[name] = _Kept(
-            decision.keep, decision.keep_size, decision.command_tag, decision.forget, True
+            decision.keep,
+            decision.keep_size,
+            decision.command_tag,
+            decision.forget,
+            self._transactions,
         )
         self._kept_bytes += decision.keep_size
+        self._expect.append(_Pending(_Expect.PARSE, name=name, previous=previous))
         return True
+
+    def _undo_parse(self, pending: _Pending) -> None:
+        """A kept Parse failed or was skipped: the backend holds what it held before, if anything.
+
+        (A failed unnamed Parse has dropped the old unnamed statement too: keeping its
+        classification is then harmless, as nothing can be bound under that name.)
+        """
+        self._forget(pending.name)
+        if pending.previous is not None:
+            self._statements[pending.name] = pending.previous
+            self._kept_bytes += pending.previous.size
 
     def _forget(self, name: str) -> None:
         kept = self._statements.pop(name, None)
@@ -505,7 +537,9 @@ class Relay:
             # The backend now skips to Sync: drop what it will never answer (a pending barrier
             # too: the client gets this error instead of the refusal, as PostgreSQL would).
             while self._expect and self._expect[0].kind not in _ENDS_AT_READY:
-                self._expect.popleft()
+                skipped = self._expect.popleft()
+                if skipped.kind is _Expect.PARSE:
+                    self._undo_parse(skipped)
         original = pg.parse_error_fields(data[5:])
         fields = {k: v for k, v in original.items() if k not in _SOURCE_FIELDS}
         if head is not None and head.kind is _Expect.REFUSED_QUERY:
@@ -557,8 +591,7 @@ class Relay:
         self.policy.on_ready_for_query(status)
         if status == "I":
             # The transaction ended: every kept statement is checked at its next Bind.
-            for kept in self._statements.values():
-                kept.fresh = False
+            self._transactions += 1
         self.to_client.append(data)
         if done is not None and done.kind in (_Expect.SYNC_REFUSED, _Expect.RAISE):
             self._held = False

@@ -1,7 +1,10 @@
 -- IAM role mappings (DSQL section 2): AWS IAM GRANT <role> TO '<arn>' / AWS IAM REVOKE <role> FROM
 -- '<arn>'. The endpoint (dsqlkit.local.iam) rewrites those statements into calls of the
--- procedures below; the view sys.iam_pg_role_mappings lists the mappings as DSQL does. Each change
--- notifies channel dsqlkit_iam (delivered at commit) so that the endpoint reloads its cache.
+-- procedures below; the view sys.iam_pg_role_mappings lists the mappings as DSQL does. Mappings are
+-- keyed by role OID: a role dropped and re-created under the same name has none. The endpoint reads
+-- them afresh at each connection (dsqlkit.local.rules.iam). DSQL has no superuser: no identity can
+-- be mapped to a superuser (the endpoint's bootstrap role among them), nor to a role with
+-- REPLICATION or BYPASSRLS, and a mapping made before such a privilege was given no longer counts.
 
 CREATE TABLE IF NOT EXISTS sys.dsqlkit_iam_mappings (
     iam_oid bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -18,6 +21,7 @@ CREATE OR REPLACE VIEW sys.iam_pg_role_mappings AS
            m.grantor_pg_role_oid, g.rolname AS grantor_pg_role_name
     FROM sys.dsqlkit_iam_mappings m
     JOIN pg_catalog.pg_roles r ON r.oid = m.pg_role_oid
+        AND NOT (r.rolsuper OR r.rolreplication OR r.rolbypassrls)
     LEFT JOIN pg_catalog.pg_roles g ON g.oid = m.grantor_pg_role_oid;
 REVOKE ALL ON sys.iam_pg_role_mappings FROM PUBLIC;
 GRANT SELECT ON sys.iam_pg_role_mappings TO PUBLIC;
@@ -42,6 +46,12 @@ BEGIN
         PERFORM sys.dsqlkit_raise('42704', format('role "%s" does not exist', p_role),
             NULL, format('Create it first: CREATE ROLE %I WITH LOGIN', p_role));
     END IF;
+    IF p_statement = 'AWS IAM GRANT' AND EXISTS (
+            SELECT 1 FROM pg_roles WHERE oid = role_oid
+            AND (rolsuper OR rolreplication OR rolbypassrls OR oid = 10 OR rolname LIKE 'pg\_%'))
+    THEN
+        PERFORM sys.dsqlkit_fail('iam_privileged_role', p_role);
+    END IF;
     RETURN role_oid;
 END $$;
 
@@ -52,7 +62,6 @@ BEGIN
         VALUES (p_arn, sys.dsqlkit_iam_role(p_role, 'AWS IAM GRANT'),
                 (SELECT oid FROM pg_roles WHERE rolname = session_user))
         ON CONFLICT (arn, pg_role_oid) DO NOTHING;
-    PERFORM pg_notify('dsqlkit_iam', p_role);
 END $$;
 
 CREATE OR REPLACE PROCEDURE sys.dsqlkit_iam_revoke(p_role text, p_arn text)
@@ -66,5 +75,4 @@ BEGIN
             format('IAM identity %s is not granted to role "%s"', p_arn, p_role),
             NULL, 'sys.iam_pg_role_mappings lists the mappings.');
     END IF;
-    PERFORM pg_notify('dsqlkit_iam', p_role);
 END $$;
