@@ -493,7 +493,9 @@ def write_storm_chart(report: StormReport, path: Path) -> Path | None:
         )
         axis.set_ylabel("connections/s")
         axis.legend(fontsize=7, loc="upper right")
-    axes[-1, 0].set_xlabel("seconds since the go (every container initialised, first requests sent)")
+    axes[-1, 0].set_xlabel(
+        "seconds since the go (every container initialised, first requests sent)"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
