@@ -8,7 +8,8 @@ of import. Differences from the official connector 0.2.7, on purpose:
 - ``token_duration_secs`` defaults to 900 s (the SDK default), not 60 s, and must be 1..604800.
 - A host that is neither a cluster id nor a DSQL name (``localhost``, an IP address, a custom DNS
   name) is used as is; the official connector takes any host without ``.dsql`` for a cluster id.
-- ``password`` is refused: the password is always a freshly signed IAM token.
+- ``password`` is refused (``password=None`` is taken as not given): the password is always a
+  freshly signed IAM token.
 - An explicit ``region`` that contradicts the region in a DSQL host name is refused.
 
 Example::
@@ -125,6 +126,8 @@ def resolve_params(dsn: str | None = None, **kwargs: Any) -> ConnectParams:
     given = _parse_dsn(dsn) if dsn else {}
     for key, value in kwargs.items():
         key = _ALIASES.get(key, key)
+        if value is None and key == "password":
+            continue  # ORMs pass password=None for "none set": as the official connector, fine
         if value is not None or key not in _OWN_KEYS:
             given[key] = value
     if "password" in given:

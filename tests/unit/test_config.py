@@ -175,3 +175,8 @@ def test_repr_hides_secrets():
     params = resolve_params(host=HOST, sslpassword="hunter2", auth_token="t0k", sslmode="require")
     text = repr(params)
     assert "hunter2" not in text and "t0k" not in text and "require" in text and HOST in text
+
+
+def test_password_none_is_not_given():
+    # ORMs (Tortoise, Django) pass password=None for "no password set": accepted, as officially.
+    assert "password" not in resolve_params(host=HOST, password=None).driver_kwargs

@@ -5,9 +5,11 @@ run starts two new interpreters with ``-X importtime``, one importing the driver
 importing dsqlkit's module for it, back to back (so that a busy machine slows both alike), and
 sums the import times of every module loaded. Reported as medians over the runs:
 ``driver_ms``, ``dsqlkit_ms``, and ``added_ms``, the median of the per-run differences (the
-goal of DESIGN.md: at most 10 ms for each driver). ``own_ms`` is, in the dsqlkit process, the
-self time of only the modules the driver alone does not load: what dsqlkit itself adds,
-independent of the noise between two processes.
+goal of DESIGN.md: at most 10 ms for each driver). Two figures that a busy machine disturbs
+less: ``own_ms``, in the dsqlkit process, the self time of only the modules the driver alone does
+not load (what dsqlkit itself adds, without the noise between two processes), and
+``added_cpu_ms``, the CPU time (``time.process_time``) of ``import dsqlkit.<driver>`` right after
+``import <driver>`` in a third process (time spent descheduled is not counted).
 
 Example::
 
@@ -44,6 +46,7 @@ class ImportCost:
     dsqlkit_ms: float
     added_ms: float
     own_ms: float
+    added_cpu_ms: float
 
     @property
     def within_goal(self) -> bool:
@@ -75,6 +78,24 @@ def _importtime(module: str) -> dict[str, int]:
     return selves
 
 
+_CPU_CODE = (
+    "import time; import {driver}; started = time.process_time(); import {module}; "
+    "print((time.process_time() - started) * 1000)"
+)
+
+
+def _cpu_ms(driver: str, module: str) -> float:
+    """CPU milliseconds of ``import module`` after ``import driver``, in a fresh process."""
+    out = subprocess.run(
+        [sys.executable, "-c", _CPU_CODE.format(driver=driver, module=module)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_environment(),
+    ).stdout
+    return float(out.strip())
+
+
 def measure_import_cost(driver: str, runs: int = 7) -> ImportCost:
     """Measure ``import dsqlkit.<driver>`` against ``import <driver>`` over ``runs`` pairs of
     fresh processes; ``driver`` is ``"psycopg2"``, ``"psycopg"`` or ``"asyncpg"``.
@@ -90,7 +111,7 @@ def measure_import_cost(driver: str, runs: int = 7) -> ImportCost:
     if not isinstance(runs, int) or runs < 1:
         raise ValueError(f"runs must be an integer >= 1, got {runs!r}")
     _importtime(module)  # a first, untimed run writes any missing bytecode
-    raw_totals, ours_totals, added, own = [], [], [], []
+    raw_totals, ours_totals, added, own, cpu = [], [], [], [], []
     for _ in range(runs):
         raw = _importtime(driver)
         ours = _importtime(module)
@@ -98,6 +119,7 @@ def measure_import_cost(driver: str, runs: int = 7) -> ImportCost:
         ours_totals.append(sum(ours.values()))
         added.append(ours_totals[-1] - raw_totals[-1])
         own.append(sum(us for name, us in ours.items() if name not in raw))
+        cpu.append(_cpu_ms(driver, module))
     return ImportCost(
         driver=driver,
         runs=runs,
@@ -105,4 +127,5 @@ def measure_import_cost(driver: str, runs: int = 7) -> ImportCost:
         dsqlkit_ms=statistics.median(ours_totals) / 1000,
         added_ms=statistics.median(added) / 1000,
         own_ms=statistics.median(own) / 1000,
+        added_cpu_ms=statistics.median(cpu),
     )
