@@ -378,6 +378,17 @@ def test_schema_conflict_only_for_older_transactions_using_a_changed_relation() 
     run(mine, "ROLLBACK", tag="ROLLBACK", status="I")
 
 
+def test_schema_conflict_for_execute_of_a_prepared_statement_on_a_changed_table() -> None:
+    catalog = occ.OccState()
+    mine, other = DsqlSession(Quotas(), catalog=catalog), DsqlSession(Quotas(), catalog=catalog)
+    run(mine, "PREPARE ins AS INSERT INTO a VALUES (1)", tag="PREPARE", status="I")
+    run(mine, "PREPARE sel AS SELECT * FROM b", tag="PREPARE", status="I")
+    run(mine, "BEGIN", tag="BEGIN")
+    ddl(other, "ALTER TABLE a ADD COLUMN y int", '["a"]')
+    assert run(mine, "EXECUTE sel", tag="SELECT 0") is None
+    assert run(mine, "EXECUTE ins") == spec.OCC_SCHEMA_CONFLICT
+
+
 def test_schema_changes_count_when_committed() -> None:
     catalog = occ.OccState()
     other = DsqlSession(Quotas(), catalog=catalog)

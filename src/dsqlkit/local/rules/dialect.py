@@ -196,6 +196,13 @@ class Verdict:
         return next((s.refusal for s in self.statements if s.refusal is not None), None)
 
     @functools.cached_property  # read per statement on the relay's hot path
+    def executes(self) -> tuple[str, ...]:
+        """The SQL-level prepared statements its ``EXECUTE name`` statements run."""
+        return tuple(
+            s.target for s in self.statements if s.command == "ExecuteStmt" and s.target is not None
+        )
+
+    @functools.cached_property  # read per statement on the relay's hot path
     def deallocates(self) -> tuple[str, ...]:
         """The prepared statements its ``DEALLOCATE name`` statements drop (not ``ALL``)."""
         return tuple(

@@ -92,8 +92,16 @@ class TransactionRules:
     has_ddl: bool = False
     has_dml: bool = False
     prepared: dict[str, Statement] = dataclasses.field(default_factory=dict)
+    #: The relations each SQL-level prepared statement names (for OC001 at its EXECUTE).
+    prepared_relations: dict[str, frozenset[str]] = dataclasses.field(default_factory=dict)
 
-    def admit(self, statements: Sequence[Statement], *, executed: bool = True) -> DsqlError | None:
+    def admit(
+        self,
+        statements: Sequence[Statement],
+        *,
+        executed: bool = True,
+        relations: frozenset[str] = frozenset(),
+    ) -> DsqlError | None:
         """The refusal for running ``statements`` now; if none, record them in the transaction."""
         saved = (self.in_block, self.has_ddl, self.has_dml)  # a tuple: cheaper than a copy
         for statement in statements:
@@ -102,8 +110,15 @@ class TransactionRules:
                 self.in_block, self.has_ddl, self.has_dml = saved
                 return error
         for statement in statements:
-            self._track_prepared(statement)
+            self._track_prepared(statement, relations)
         return None
+
+    def relations_of(self, names: Sequence[str]) -> frozenset[str]:
+        """The relations the SQL-level prepared statements ``names`` name."""
+        found: frozenset[str] = frozenset()
+        for name in names:
+            found |= self.prepared_relations.get(name, frozenset())
+        return found
 
     def executed(self, tag: str) -> None:
         """The backend ran a transaction-control statement (its command tag)."""
@@ -119,22 +134,26 @@ class TransactionRules:
     def forget_prepared(self) -> None:
         """The backend dropped every prepared statement (DISCARD ALL, DEALLOCATE ALL)."""
         self.prepared.clear()
+        self.prepared_relations.clear()
 
     def _runs(self, statement: Statement) -> Statement:
         if statement.command == "ExecuteStmt" and statement.target is not None:
             return self.prepared.get(statement.target, statement)
         return statement
 
-    def _track_prepared(self, statement: Statement) -> None:
+    def _track_prepared(self, statement: Statement, relations: frozenset[str]) -> None:
         if statement.command == "PrepareStmt" and statement.inner is not None:
             # An existing name makes the backend refuse the PREPARE: the old statement stays.
             assert statement.target is not None
-            self.prepared.setdefault(statement.target, statement.inner)
+            if statement.target not in self.prepared:
+                self.prepared[statement.target] = statement.inner
+                self.prepared_relations[statement.target] = relations
         elif statement.command == "DeallocateStmt":
             if statement.target is None:
-                self.prepared.clear()
+                self.forget_prepared()
             else:
                 self.prepared.pop(statement.target, None)
+                self.prepared_relations.pop(statement.target, None)
 
     def _step(self, statement: Statement, executed: bool) -> DsqlError | None:
         if statement.kind is Kind.TRANSACTION:
@@ -258,9 +277,14 @@ class DsqlSession(SessionPolicy):
         statements = verdict.statements
         if self._began is None and self._catalog is not None:
             self._began = self._catalog.version
+        relations = verdict.relations
+        if verdict.executes:  # EXECUTE name: what it runs names these
+            relations = relations | self._transaction.relations_of(verdict.executes)
         error = verdict.refusal or self._age_refusal(statements)
-        error = error or self._schema_refusal(statements, verdict.relations)
-        error = error or self._transaction.admit(statements, executed=executed)
+        error = error or self._schema_refusal(statements, relations)
+        error = error or self._transaction.admit(
+            statements, executed=executed, relations=verdict.relations
+        )
         if error is None:
             return FORWARD
         ends = self._status == "T" and any(s.command == "COMMIT" for s in statements)

@@ -71,6 +71,11 @@ async def install(backend: Any, config: EndpointConfig) -> None:
             "INSERT INTO sys.dsqlkit_errors VALUES ($1, $2, $3, $4)",
             [(n, e.sqlstate, e.message, e.hint) for n, e in BACKEND_ERRORS.items()],
         )
+        # Totals rows of backend processes that are gone (one row per process ever seen).
+        await conn.execute(
+            "DELETE FROM sys.dsqlkit_transactions"
+            " WHERE pid NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)"
+        )
         await conn.execute("DELETE FROM sys.dsqlkit_settable")
         await conn.executemany(
             "INSERT INTO sys.dsqlkit_settable VALUES ($1)",

@@ -102,26 +102,42 @@ BEGIN
 END $$;
 
 -- The statement trigger: add this statement's rows and bytes to the transaction's totals.
--- Bytes are pg_column_size of each new row (INSERT, UPDATE) or old row (DELETE).
+-- Bytes are pg_column_size of each new row (INSERT, UPDATE) or old row (DELETE). On every DML
+-- statement, so kept to three queries: the settings, the count, the totals' upsert (the same as
+-- sys.dsqlkit_note, inlined). is_superuser is the session's role, not this function's owner.
 CREATE OR REPLACE FUNCTION sys.dsqlkit_count_changes() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $$
 DECLARE
     n bigint;
     nbytes bigint;
-    t sys.dsqlkit_transactions;
+    t record;
+    enforce bigint;
     max_rows bigint;
     max_bytes bigint;
 BEGIN
-    IF NOT sys.dsqlkit_enforced(session_user) THEN
+    IF current_setting('is_superuser') = 'on' THEN
+        RETURN NULL;
+    END IF;
+    SELECT max(value) FILTER (WHERE name = 'enforce'), max(value) FILTER (WHERE name = 'max_rows'),
+           max(value) FILTER (WHERE name = 'max_bytes')
+        INTO enforce, max_rows, max_bytes FROM sys.dsqlkit_settings;
+    IF enforce IS DISTINCT FROM 1 THEN
         RETURN NULL;
     END IF;
     SELECT count(*), coalesce(sum(pg_column_size(c.*)), 0) INTO n, nbytes FROM dsqlkit_rows c;
-    t := sys.dsqlkit_note(n, nbytes, 0);
+    INSERT INTO sys.dsqlkit_transactions AS s (pid, xid, rows, bytes, dml)
+        VALUES (pg_backend_pid(), pg_current_xact_id(), n, nbytes, true)
+        ON CONFLICT (pid) DO UPDATE SET
+            rows = CASE WHEN s.xid = excluded.xid THEN s.rows + excluded.rows ELSE excluded.rows END,
+            bytes = CASE WHEN s.xid = excluded.xid THEN s.bytes + excluded.bytes
+                         ELSE excluded.bytes END,
+            ddl = CASE WHEN s.xid = excluded.xid THEN s.ddl ELSE 0 END,
+            dml = true,
+            xid = excluded.xid
+        RETURNING s.rows, s.bytes, s.ddl INTO t;
     IF t.ddl > 0 THEN
         PERFORM sys.dsqlkit_fail('ddl_and_dml');
     END IF;
-    SELECT max(value) FILTER (WHERE name = 'max_rows'), max(value) FILTER (WHERE name = 'max_bytes')
-        INTO max_rows, max_bytes FROM sys.dsqlkit_settings;
     IF t.rows > max_rows THEN
         PERFORM sys.dsqlkit_fail('rows');
     END IF;
