@@ -65,6 +65,10 @@ def test_cold_start_table(dsql_endpoint, dsql_environ) -> None:
         assert all(p is not None and p > 0 for p in parts)
         assert result.total_ms == pytest.approx(sum(parts))  # type: ignore[arg-type]
         assert result.process_ms is not None and result.process_ms > result.total_ms  # type: ignore[operator]
+        if key[1] == "dsqlkit":  # the import-cost column: a measured difference, either sign
+            assert result.import_added_ms is not None and math.isfinite(result.import_added_ms)
+        else:
+            assert result.import_added_ms is None
 
 
 def test_official_asyncpg_still_verifies_the_certificate(dsql_endpoint, dsql_environ) -> None:

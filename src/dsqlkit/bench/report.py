@@ -48,6 +48,7 @@ _COLD_COLUMNS: list[tuple[str, Any]] = [
     ("query ms", lambda c: c.query_ms),
     ("total ms", lambda c: c.total_ms),
     ("process ms", lambda c: c.process_ms),
+    ("import +ms vs driver", lambda c: c.import_added_ms),
     ("status", lambda c: c.status),
 ]
 
@@ -223,7 +224,10 @@ def format_table(report: Report) -> str:
     parts = ["All rows (medians across rounds of each round's statistic, ms)"]
     parts.append(_text_table(_ROW_COLUMNS, _cells(report.rows, _ROW_COLUMNS)))
     if report.cold_start:
-        parts += ["", "Cold start (fresh process: import + first connection + first query)"]
+        parts += [
+            "",
+            "Cold start (fresh process: import + first connection + first query; import +ms vs driver: what import dsqlkit.<driver> adds to the driver alone)",
+        ]
         parts.append(_text_table(_COLD_COLUMNS, _cells(report.cold_start, _COLD_COLUMNS)))
     notes = _notes(report.rows, _row_label) + _notes(report.cold_start, _cold_label)
     if notes:
@@ -298,7 +302,9 @@ def to_markdown(report: Report) -> str:
             "",
             "## Cold start",
             "",
-            "Fresh process: import + first connection + first query.",
+            "Fresh process: import + first connection + first query. `import +ms vs driver`: what"
+            " `import dsqlkit.<driver>` adds to `import <driver>` alone (medians of fresh"
+            " unthrottled processes, `-X importtime`; DESIGN.md's goal: <= 10 ms).",
             "",
         ]
         lines.append(_markdown_table(_COLD_COLUMNS, _cells(report.cold_start, _COLD_COLUMNS)))
@@ -493,7 +499,9 @@ def write_storm_chart(report: StormReport, path: Path) -> Path | None:
         )
         axis.set_ylabel("connections/s")
         axis.legend(fontsize=7, loc="upper right")
-    axes[-1, 0].set_xlabel("seconds since the containers started")
+    axes[-1, 0].set_xlabel(
+        "seconds since the go (every container initialised, first requests sent)"
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -150,6 +150,9 @@ class ColdStartResult:
     process_ms: float | None = None
     error: str | None = None
     note: str | None = None
+    #: dsqlkit rows: what ``import dsqlkit.<driver>`` adds to ``import <driver>`` alone
+    #: (:func:`~dsqlkit.bench.import_cost.measure_import_cost`, unthrottled, ``-X importtime``).
+    import_added_ms: float | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ColdStartResult:
@@ -299,7 +302,30 @@ def run_benchmark(
         report.cold_start = [
             _cold_start(driver, impl, config, target, model, progress) for driver, impl in cold
         ]
+        add_import_costs(report.cold_start)
     return report
+
+
+#: Fresh-process pairs per driver for the import-cost column (a few seconds in all).
+IMPORT_COST_RUNS = 5
+
+
+def add_import_costs(cold_start: list[ColdStartResult]) -> None:
+    """Fill ``import_added_ms`` of the dsqlkit cold-start rows, measured once per driver package;
+    a measurement that fails leaves the cell empty (the cold start itself still counts)."""
+    from dsqlkit.bench.import_cost import MODULES, measure_import_cost
+
+    costs: dict[str, float | None] = {}
+    for result in cold_start:
+        package = patterns.DRIVERS[result.driver].package
+        if result.implementation != "dsqlkit" or result.status != "ok" or package not in MODULES:
+            continue
+        if package not in costs:
+            try:
+                costs[package] = measure_import_cost(package, runs=IMPORT_COST_RUNS).added_ms
+            except Exception:  # a broken driver install shows in the cold start's own error
+                costs[package] = None
+        result.import_added_ms = costs[package]
 
 
 def describe_model(config: BenchConfig) -> str:
