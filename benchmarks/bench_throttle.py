@@ -118,6 +118,13 @@ def _markdown(rows: list[dict[str, object]], work_ms: float) -> str:
             f"{row['slowdown']:.2f}x | {row['achieved']:.4f} | {row['wall_ms']:.0f} | "
             f"{row['cpu_ms']:.0f} |"
         )
+    baseline = rows[0]["achieved"]
+    lines += [
+        "",
+        f"The unthrottled run itself got {baseline:.2f} of a CPU (a machine shared with other work),",
+        "so its wall time is not a full core's: read the achieved share against the target share.",
+        "On an idle core the slowdown is 1/share; here it is about achieved-unthrottled / share.",
+    ]
     return "\n".join(lines) + "\n"
 
 
