@@ -207,16 +207,21 @@ class ConnectRetryConfig:
     (08xxx, refused, reset); never an authentication refusal or a missing database or role.
     Bounded by ``max_attempts`` (including the first) and ``max_total_s``.
 
+    The defaults outlast a scale-out storm: DSQL admits new connections at 100/s after a burst of
+    1,000, so 5,000 containers starting at once need 40 s before the last is admitted; a shorter
+    budget turns that wait into failed invocations (``dsqlkit bench storm`` shows it). A Lambda
+    whose own timeout is shorter simply ends sooner. Lower ``max_total_s`` to fail faster.
+
     Example::
 
         dsqlkit.psycopg.connect(..., connect_retry=ConnectRetryConfig(max_attempts=10))
         dsqlkit.psycopg.connect(..., connect_retry=None)   # fail at the first refusal
     """
 
-    max_attempts: int = 5
+    max_attempts: int = 50
     base_delay_ms: float = 50
     max_delay_ms: float = 2000
-    max_total_s: float = 10
+    max_total_s: float = 60
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_attempts, int) or self.max_attempts < 1:

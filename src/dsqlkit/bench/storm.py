@@ -7,10 +7,10 @@ connection is refused fails (the caller sees an error) and the next one tries ag
 container does. The local endpoint enforces DSQL's connection-rate token bucket, scaled down
 (``rate`` per second, ``burst``) so that the storm exceeds the burst.
 
-Per variant (``official``, ``dsqlkit`` with its defaults, ``dsqlkit-no-backoff`` with
-``connect_retry=None``, ``dsqlkit-patient`` with ``ConnectRetryConfig(max_attempts=50,
-max_total_s=60)``: the same full-jitter backoff with a budget longer than the storm) it reports the connections the endpoint refused with 53400, the failed
-invocations, and the time until every container is serving (its first invocation succeeded),
+Per variant (``official``, ``dsqlkit`` with its defaults: full-jitter backoff for up to 60 s,
+``dsqlkit-no-backoff`` with ``connect_retry=None``) it reports the connections the endpoint
+refused with 53400, the failed invocations, and the time until every container is serving (its
+first invocation succeeded),
 against the token bucket's theoretical minimum ``(containers - burst) / rate``: no client can be
 served faster than the bucket admits connections.
 
@@ -40,12 +40,6 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "official": ("official", ""),
     "dsqlkit": ("dsqlkit", ""),
     "dsqlkit-no-backoff": ("dsqlkit", "kw['connect_retry'] = None"),
-    # The same backoff with a budget that outlasts the bucket's refill of a whole storm.
-    "dsqlkit-patient": (
-        "dsqlkit",
-        "from dsqlkit.retry import ConnectRetryConfig\n"
-        "kw['connect_retry'] = ConnectRetryConfig(max_attempts=50, max_total_s=60)",
-    ),
 }
 #: The containers run at a lower CPU priority than the endpoint: DSQL's servers do not share
 #: their CPUs with the Lambda fleet, and here 200 clients would otherwise starve the endpoint
